@@ -1,0 +1,1 @@
+"""The HTTP shell: app factory, problem documents, middleware, authentication dependencies."""

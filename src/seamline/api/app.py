@@ -1,0 +1,176 @@
+"""The FastAPI app factory: everything an API process needs, built from settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from seamline import __version__
+from seamline.api import problems
+from seamline.api.deps import SCOPE_EXTENSION
+from seamline.api.idempotency import IdempotencyMiddleware
+from seamline.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from seamline.api.openapi import finish_openapi
+from seamline.db.engine import Database
+from seamline.events import registry
+from seamline.runtime import Runtime, build_runtime
+from seamline.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedded_worker: bool = False,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """Build the app. ``embedded_worker`` runs the outbox worker in this process (``serve``)."""
+    settings = settings or get_settings()
+    rt = runtime or build_runtime(settings)
+    registry.load(settings.plugins)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread: threading.Thread | None = None
+        if embedded_worker:
+            worker = rt.worker()
+            thread = threading.Thread(
+                target=worker.run_forever,
+                args=(stop, settings.worker_poll_seconds),
+                name="seamline-worker",
+                daemon=True,
+            )
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            rt.db.wakeup.set()
+            if thread is not None:
+                thread.join(timeout=10)
+            if runtime is None:
+                rt.close()
+
+    app = FastAPI(
+        title="Seamline",
+        version=__version__,
+        summary="One customer, one cart, one stock pool, one order book across every channel.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = rt.db
+    app.state.runtime = rt
+    app.state.secret_box = rt.box
+
+    problems.install(app)
+    _include_routers(app)
+    _install_system_routes(app, rt)
+    _install_docs(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            app.openapi_schema = finish_openapi(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    # Added innermost first: the request context wraps everything, then the body limit,
+    # then idempotency (which needs the buffered body).
+    app.add_middleware(
+        IdempotencyMiddleware,
+        db=rt.db,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        lock=timedelta(seconds=settings.idempotency_lock_seconds),
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from seamline.channels.api import router as channels
+    from seamline.events.api import router as events
+
+    for router in (channels, events):
+        app.include_router(router, prefix=API_PREFIX)
+
+
+def _install_system_routes(app: FastAPI, rt: Runtime) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers and, when configured, NATS too."""
+        checks: dict[str, str] = {}
+
+        def db_ok() -> bool:
+            try:
+                with rt.db.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except Exception:
+                return False
+            return True
+
+        checks["database"] = "ok" if await run_in_threadpool(db_ok) else "unavailable"
+        if rt.stream is not None:
+            ok = await run_in_threadpool(rt.stream.ping)
+            checks["nats"] = "ok" if ok else "unavailable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        from seamline.console.pages import home_page
+
+        return home_page(request)
+
+
+def _install_docs(app: FastAPI) -> None:
+    """API reference from the installed ``swagger-ui-bundle`` package: no CDN, works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/_docs", StaticFiles(directory=str(swagger_ui_path)), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Seamline API",
+            swagger_js_url="/_docs/swagger-ui-bundle.js",
+            swagger_css_url="/_docs/swagger-ui.css",
+            swagger_favicon_url="/_docs/favicon-32x32.png",
+        )
+
+
+__all__ = ["API_PREFIX", "SCOPE_EXTENSION", "Database", "create_app"]

@@ -1,0 +1,221 @@
+"""Idempotency keys with Stripe's semantics, for every mutating request under ``/api/``.
+
+Same key and same request: the first stored response again (``Idempotent-Replayed: true``).
+Same key, different request: 422. Same key while the first is still running: 409.
+Keys are scoped to the API key that sent them and kept for ``idempotency_ttl_hours``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import LargeBinary, String, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from seamline.api.middleware import header, replay_body
+from seamline.api.problems import problem_response
+from seamline.auth.service import hash_token
+from seamline.db.base import Base, BigIntPK
+from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.engine import Database
+from seamline.kit import clock
+from seamline.observability import metrics
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REPLAY_HEADER = "Idempotent-Replayed"
+_KEPT_HEADERS = (b"content-type", b"location")
+# Responses that mean "nothing was executed": the key is released so the client may retry it.
+_NOT_EXECUTED = frozenset({400, 401, 403, 413, 415, 422, 429})
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12))
+    response_status: Mapped[int | None]
+    response_headers: Mapped[dict[str, Any] | None]
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+
+def _caller_scope(scope: Scope) -> str:
+    auth = header(scope, b"authorization") or ""
+    token = auth.partition(" ")[2].strip() if " " in auth else auth
+    return hash_token(token) if token else "anonymous"
+
+
+def _request_hash(scope: Scope, body: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(
+        f"{scope['method']} {scope['path']}?{scope.get('query_string', b'').decode()}\n".encode()
+    )
+    digest.update(body)
+    return digest.hexdigest()
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, db: Database, *, ttl: timedelta, lock: timedelta) -> None:
+        self.app = app
+        self.db = db
+        self.ttl = ttl
+        self.lock = lock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        if (
+            key is None
+            or scope.get("method") not in MUTATING
+            or not str(scope.get("path", "")).startswith("/api/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        if not (1 <= len(key) <= 255) or not key.isprintable():
+            response = problem_response(
+                400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 printable characters.",
+            )
+            await response(scope, receive, send)
+            return
+        body: bytes = scope.get("seamline.body", b"")
+        caller = _caller_scope(scope)
+        fingerprint = _request_hash(scope, body)
+        verdict = await run_in_threadpool(self._begin, caller, key, fingerprint)
+        if verdict is not None:
+            await verdict(scope, receive, send)
+            return
+
+        captured: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                captured["body"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body(body, receive), capture)
+        except BaseException:
+            await run_in_threadpool(self._release, caller, key)
+            raise
+        status = int(captured["status"])
+        if status >= 500 or status in _NOT_EXECUTED:
+            await run_in_threadpool(self._release, caller, key)
+        else:
+            kept = {
+                k.decode("latin-1"): v.decode("latin-1")
+                for k, v in captured["headers"]
+                if k.lower() in _KEPT_HEADERS
+            }
+            await run_in_threadpool(
+                self._finish, caller, key, status, kept, b"".join(captured["body"])
+            )
+
+    # -- storage (runs in a thread: the database calls are blocking) ------------------------
+    def _begin(self, caller: str, key: str, fingerprint: str) -> Any:
+        now = clock.now()
+        with self.db.transaction() as session:
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == caller,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.expires_at < now,
+                )
+            )
+            values = {
+                "scope": caller,
+                "key": key,
+                "request_hash": fingerprint,
+                "status": "running",
+                "locked_until": now + self.lock,
+                "created_at": now,
+                "expires_at": now + self.ttl,
+            }
+            if insert_ignoring_conflict(session, IdempotencyRecord, values, on=["scope", "key"]):
+                return None
+            record = session.scalars(
+                select(IdempotencyRecord)
+                .where(IdempotencyRecord.scope == caller, IdempotencyRecord.key == key)
+                .with_for_update()
+            ).one()
+            if record.request_hash != fingerprint:
+                return problem_response(
+                    422,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request.",
+                )
+            if record.status == "running":
+                if record.locked_until and record.locked_until > now:
+                    return problem_response(
+                        409,
+                        "idempotency_key_in_use",
+                        "A request with this Idempotency-Key is still being processed.",
+                        headers={"Retry-After": "1"},
+                    )
+                # The first attempt died without an answer; this one takes over.
+                record.locked_until = now + self.lock
+                return None
+            metrics.IDEMPOTENT_REPLAYS.inc()
+            return _stored_response(record)
+
+    def _finish(
+        self, caller: str, key: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        with self.db.transaction() as session:
+            record = session.scalars(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == caller, IdempotencyRecord.key == key
+                )
+            ).one_or_none()
+            if record is None:
+                return
+            record.status = "done"
+            record.response_status = status
+            record.response_headers = headers
+            record.response_body = body
+            record.locked_until = None
+
+    def _release(self, caller: str, key: str) -> None:
+        with self.db.transaction() as session:
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == caller,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.status == "running",
+                )
+            )
+
+
+def _stored_response(record: IdempotencyRecord) -> Any:
+    from starlette.responses import Response
+
+    headers = dict(record.response_headers or {})
+    headers[REPLAY_HEADER] = "true"
+    return Response(
+        content=record.response_body or b"",
+        status_code=record.response_status or 200,
+        headers=headers,
+    )
+
+
+def purge_expired(db: Database) -> int:
+    """Delete keys past their retention (called by the worker's housekeeping)."""
+    with db.transaction() as session:
+        result = session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < clock.now())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,122 @@
+"""RFC 9457 problem documents: one shape for every error, no internals ever."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from seamline.kit.errors import FieldError, SeamlineError
+from seamline.observability.logging import request_id_var
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_HTTP_CODES = {
+    400: ("Bad request", "bad_request"),
+    401: ("Unauthenticated", "unauthenticated"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not found", "not_found"),
+    405: ("Method not allowed", "method_not_allowed"),
+    406: ("Not acceptable", "not_acceptable"),
+    409: ("Conflict", "conflict"),
+    413: ("Payload too large", "payload_too_large"),
+    415: ("Unsupported media type", "unsupported_media_type"),
+    422: ("Unprocessable content", "validation_failed"),
+    429: ("Too many requests", "rate_limited"),
+    500: ("Internal server error", "internal_error"),
+}
+
+
+class ProblemFieldError(BaseModel):
+    path: str = Field(description="Dotted location, e.g. body.lines.0.quantity")
+    message: str
+    code: str
+
+
+class Problem(BaseModel):
+    """An error response (``application/problem+json``)."""
+
+    type: str = Field(description="URI reference naming the problem type")
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable, machine-readable error code")
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[ProblemFieldError] = Field(default_factory=list)
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[FieldError] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title or _HTTP_CODES.get(status, ("Error", "error"))[0],
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+        "request_id": request_id_var.get(),
+        "errors": [{"path": e.path, "message": e.message, "code": e.code} for e in errors or []],
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _loc_to_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation_errors(exc: RequestValidationError) -> tuple[int, str, str, list[FieldError]]:
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        return 400, "malformed_json", "The request body is not valid JSON.", []
+    fields = [
+        FieldError(_loc_to_path(e.get("loc", ())), str(e.get("msg", "invalid")), e.get("type", ""))
+        for e in raw
+    ]
+    return 422, "validation_failed", "The request has invalid fields.", fields
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(SeamlineError)
+    async def _business(request: Request, exc: SeamlineError) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.code,
+            exc.detail,
+            title=exc.title,
+            errors=exc.errors,
+            instance=request.url.path,
+            headers=exc.headers or None,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, detail, fields = _validation_errors(exc)
+        return problem_response(status, code, detail, errors=fields, instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title, code = _HTTP_CODES.get(exc.status_code, ("Error", "http_error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "No such route."
+        return problem_response(
+            exc.status_code,
+            code,
+            detail,
+            title=title,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )

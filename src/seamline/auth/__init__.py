@@ -1,0 +1,1 @@
+"""API keys (secret, publishable, event write) and the scopes each route requires."""

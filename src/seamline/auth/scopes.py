@@ -1,0 +1,37 @@
+"""The scope catalogue. Every route names exactly one of these; keys carry a set of them."""
+
+from __future__ import annotations
+
+SCOPES: dict[str, str] = {
+    "channels:read": "Read the channel registry",
+    "channels:write": "Create and change channels",
+    "webhooks:read": "Read webhook endpoints and their delivery attempts",
+    "webhooks:write": "Create, change, rotate and delete webhook endpoints",
+    "events:read": "Read the outbox event log",
+    "events:write": "Send tracking events (Segment-compatible API)",
+    "catalog:read": "Read products, variants and prices",
+    "catalog:write": "Change products, variants and prices",
+    "inventory:read": "Read stock and availability",
+    "inventory:write": "Receive, count, adjust, transfer and reserve stock",
+    "customers:read": "Read customer profiles and timelines",
+    "customers:write": "Change customer profiles, merge and unmerge",
+    "carts:read": "Read carts",
+    "carts:write": "Create and change carts",
+    "orders:read": "Read orders",
+    "orders:write": "Place and change orders",
+}
+
+# Publishable keys live in browsers and apps: storefront reads and cart operations only.
+PUBLISHABLE_SCOPES = frozenset({"catalog:read", "inventory:read", "carts:read", "carts:write"})
+# Event write keys only send tracking events.
+EVENT_SCOPES = frozenset({"events:write"})
+
+KEY_KINDS = {"secret": "sk", "publishable": "pk", "event": "ek"}
+
+
+def allowed_scopes(kind: str) -> frozenset[str]:
+    if kind == "publishable":
+        return PUBLISHABLE_SCOPES
+    if kind == "event":
+        return EVENT_SCOPES
+    return frozenset(SCOPES)

@@ -1,0 +1,121 @@
+"""Creating, listing, revoking and authenticating API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from seamline.auth.models import ApiKey
+from seamline.auth.scopes import KEY_KINDS, SCOPES, allowed_scopes
+from seamline.kit import clock
+from seamline.kit.errors import FieldError, NotFound, Unauthenticated, Unprocessable
+from seamline.kit.ids import new_id, new_secret
+
+LAST_USED_PRECISION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: resolved once per request, checked by every service that scopes data."""
+
+    key_id: str
+    kind: str
+    scopes: frozenset[str]
+    location_ids: tuple[str, ...] = field(default=())
+    touch_due: bool = field(default=False, compare=False)  # last-used time is over a minute old
+
+    def may_act_at(self, location_id: str) -> bool:
+        return not self.location_ids or location_id in self.location_ids
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_key(
+    session: Session,
+    *,
+    kind: str,
+    name: str,
+    scopes: list[str] | None = None,
+    location_ids: list[str] | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its token, which is never retrievable again."""
+    if kind not in KEY_KINDS:
+        raise Unprocessable(
+            f"unknown key kind {kind!r}",
+            errors=[FieldError("kind", f"one of {', '.join(KEY_KINDS)}", "unknown_kind")],
+        )
+    permitted = allowed_scopes(kind)
+    wanted = sorted(set(scopes)) if scopes else sorted(permitted)
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown:
+        raise Unprocessable(
+            f"unknown scopes: {', '.join(unknown)}",
+            errors=[FieldError("scopes", f"unknown scope {s}", "unknown_scope") for s in unknown],
+        )
+    too_wide = [s for s in wanted if s not in permitted]
+    if too_wide:
+        raise Unprocessable(
+            f"a {kind} key cannot hold: {', '.join(too_wide)}",
+            errors=[
+                FieldError("scopes", f"{s} not allowed", "scope_not_allowed") for s in too_wide
+            ],
+        )
+    token = new_secret(KEY_KINDS[kind], 24)
+    key = ApiKey(
+        id=new_id("key"),
+        kind=kind,
+        name=name.strip() or kind,
+        token_prefix=token[:10],
+        token_hash=hash_token(token),
+        scopes=wanted,
+        location_ids=sorted(set(location_ids or [])),
+        created_at=clock.now(),
+    )
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(stmt))
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}", code="api_key_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+    return key
+
+
+def authenticate(session: Session, token: str) -> Caller:
+    """Resolve a bearer token to a caller; revoked or unknown tokens are refused alike."""
+    digest = hash_token(token)
+    key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).one_or_none()
+    # The lookup is by hash; compare again in constant time so timing reveals nothing.
+    if key is None or not hmac.compare_digest(key.token_hash, digest) or key.revoked_at:
+        raise Unauthenticated("the API key is missing, unknown or revoked", code="invalid_api_key")
+    stale = key.last_used_at is None or key.last_used_at < clock.now() - LAST_USED_PRECISION
+    return Caller(key.id, key.kind, frozenset(key.scopes), tuple(key.location_ids), stale)
+
+
+def touch_last_used(session: Session, key_id: str) -> None:
+    """Record use at most once a minute per key, so reads do not turn into writes."""
+    now = clock.now()
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where((ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USED_PRECISION))
+        .values(last_used_at=now)
+    )

@@ -1,0 +1,1 @@
+"""Reactions to channel events (none yet: the registry is read by other domains directly)."""

@@ -1,0 +1,131 @@
+"""Rules of the channel registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from seamline.channels.models import Channel
+from seamline.channels.schemas import ChannelCreate, ChannelUpdate
+from seamline.events.outbox import emit
+from seamline.kit import clock
+from seamline.kit.errors import Conflict, FieldError, NotFound, Unprocessable
+from seamline.kit.ids import new_id
+from seamline.kit.pagination import MAX_LIMIT
+
+MAX_ATTRIBUTES_BYTES = 16_384
+
+
+def _snapshot(channel: Channel) -> dict[str, Any]:
+    return {
+        "id": channel.id,
+        "kind": channel.kind,
+        "name": channel.name,
+        "handle": channel.handle,
+        "location_id": channel.location_id,
+        "active": channel.active,
+    }
+
+
+def _check_attributes(attributes: dict[str, Any]) -> None:
+    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise Unprocessable(
+            "attributes are too large",
+            errors=[
+                FieldError("body.attributes", f"at most {MAX_ATTRIBUTES_BYTES} bytes", "too_large")
+            ],
+        )
+
+
+def create_channel(session: Session, data: ChannelCreate) -> Channel:
+    """Register a channel; handles are unique so reports and URLs can name it."""
+    _check_attributes(data.attributes)
+    if session.scalar(select(Channel.id).where(Channel.handle == data.handle)):
+        raise Conflict(
+            f"a channel with handle {data.handle!r} exists",
+            code="channel_handle_taken",
+            errors=[FieldError("body.handle", "already taken", "taken")],
+        )
+    now = clock.now()
+    channel = Channel(
+        id=new_id("chn"),
+        kind=data.kind,
+        name=data.name,
+        handle=data.handle,
+        location_id=data.location_id,
+        active=True,
+        attributes=data.attributes,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(channel)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # lost a race with a concurrent create of the same handle
+        raise Conflict(
+            f"a channel with handle {data.handle!r} exists", code="channel_handle_taken"
+        ) from exc
+    emit(
+        session,
+        "channel.created",
+        aggregate_type="channel",
+        aggregate_id=channel.id,
+        payload=_snapshot(channel),
+    )
+    return channel
+
+
+def get_channel(session: Session, channel_id: str) -> Channel:
+    channel = session.get(Channel, channel_id)
+    if channel is None:
+        raise NotFound(f"no channel {channel_id}", code="channel_not_found")
+    return channel
+
+
+def list_channels(
+    session: Session,
+    *,
+    kind: str | None = None,
+    active: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Channel], str | None]:
+    """Channels in creation order; ``cursor`` is the last id of the previous page."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    stmt = select(Channel).order_by(Channel.id).limit(limit + 1)
+    if kind:
+        stmt = stmt.where(Channel.kind == kind)
+    if active is not None:
+        stmt = stmt.where(Channel.active == active)
+    if cursor:
+        stmt = stmt.where(Channel.id > cursor)
+    rows = list(session.scalars(stmt))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def update_channel(session: Session, channel_id: str, data: ChannelUpdate) -> Channel:
+    channel = session.get(Channel, channel_id, with_for_update=True)
+    if channel is None:
+        raise NotFound(f"no channel {channel_id}", code="channel_not_found")
+    changes = data.model_dump(exclude_unset=True)
+    if "attributes" in changes and changes["attributes"] is not None:
+        _check_attributes(changes["attributes"])
+    for field, value in changes.items():
+        if value is None and field in ("name", "active", "attributes"):
+            continue
+        setattr(channel, field, value)
+    channel.updated_at = clock.now()
+    session.flush()
+    emit(
+        session,
+        "channel.updated",
+        aggregate_type="channel",
+        aggregate_id=channel.id,
+        payload=_snapshot(channel),
+    )
+    return channel

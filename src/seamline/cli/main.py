@@ -1,0 +1,43 @@
+"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|demo``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from seamline import __version__
+from seamline.cli import db as db_cli
+from seamline.cli import keys as keys_cli
+from seamline.cli import registry as registry_cli
+from seamline.cli import run as run_cli
+
+app = typer.Typer(
+    name="seamline",
+    help="Seamline: one backend that makes every channel act as one.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_cli.app, name="db")
+app.add_typer(keys_cli.app, name="keys")
+app.add_typer(registry_cli.channels_app, name="channels")
+app.add_typer(registry_cli.webhooks_app, name="webhooks")
+app.command("serve")(run_cli.serve)
+app.command("worker")(run_cli.worker)
+app.command("demo")(run_cli.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seamline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """Seamline command line. Settings come from SEAMLINE_* environment variables."""

@@ -1,0 +1,1 @@
+"""Engine, session scope, column types and migrations glue."""

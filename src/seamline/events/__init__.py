@@ -1,0 +1,1 @@
+"""Outbox, worker, durable timers, webhook delivery and the NATS relay."""

@@ -1,0 +1,127 @@
+"""Who reacts to which event: in-process handlers and timer kinds, registered by decorators."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+# Domain modules whose handlers must be known wherever events are emitted or delivered.
+HANDLER_MODULES = ("seamline.events.handlers", "seamline.channels.handlers")
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a handler receives: the stored event, never mutated."""
+
+    id: str
+    seq: int
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def envelope(self) -> dict[str, Any]:
+        """The public JSON shape used by webhooks and the stream."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "created_at": self.created_at.isoformat(),
+            "aggregate": {"type": self.aggregate_type, "id": self.aggregate_id},
+            "data": self.payload,
+        }
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    error: str | None = None
+    final: bool = False  # no retry makes sense (the endpoint is gone or disabled)
+    status_code: int | None = None
+    duration_ms: int = 0
+    excerpt: str | None = None
+
+
+@dataclass
+class Leased:
+    delivery_id: int
+    consumer: str
+    attempts: int
+    event: Event
+    outcome: Outcome = field(default_factory=lambda: Outcome(False, "not attempted"))
+
+
+EventHandler = Callable[[Session, Event], None]
+TimerHandler = Callable[[Session, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    patterns: tuple[str, ...]
+    handler: EventHandler
+
+    def wants(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
+
+
+_consumers: dict[str, Consumer] = {}
+_timer_kinds: dict[str, TimerHandler] = {}
+_loaded: set[str] = set()
+_lock = threading.Lock()
+
+
+def on(*patterns: str, name: str | None = None) -> Callable[[EventHandler], EventHandler]:
+    """Register a transactional handler for event types (``fnmatch`` patterns such as ``order.*``).
+
+    The handler runs inside the worker's transaction together with marking the delivery done,
+    so its database effects happen exactly once even if the worker dies.
+    """
+
+    def register(fn: EventHandler) -> EventHandler:
+        consumer_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        _consumers[consumer_name] = Consumer(consumer_name, patterns or ("*",), fn)
+        return fn
+
+    return register
+
+
+def on_timer(kind: str) -> Callable[[TimerHandler], TimerHandler]:
+    """Register the handler that runs when a timer of ``kind`` fires."""
+
+    def register(fn: TimerHandler) -> TimerHandler:
+        _timer_kinds[kind] = fn
+        return fn
+
+    return register
+
+
+def load(extra_modules: Iterable[str] = ()) -> None:
+    """Import every module that registers handlers (idempotent, thread-safe)."""
+    with _lock:
+        for module in (*HANDLER_MODULES, *extra_modules):
+            if module not in _loaded:
+                importlib.import_module(module)
+                _loaded.add(module)
+
+
+def consumers_for(event_type: str) -> list[Consumer]:
+    load()
+    return [c for c in _consumers.values() if c.wants(event_type)]
+
+
+def consumer(name: str) -> Consumer | None:
+    load()
+    return _consumers.get(name)
+
+
+def timer_handler(kind: str) -> TimerHandler | None:
+    load()
+    return _timer_kinds.get(kind)

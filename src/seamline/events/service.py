@@ -1,0 +1,191 @@
+"""Operator-facing rules of the event backbone: webhook endpoints, dead letters, the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
+from seamline.events.registry import Event
+from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
+from seamline.events.webhooks import consumer_name
+from seamline.kit import clock
+from seamline.kit.crypto import SecretBox
+from seamline.kit.errors import NotFound
+from seamline.kit.ids import new_id, new_secret
+from seamline.kit.pagination import MAX_LIMIT
+
+ROTATION_GRACE = timedelta(hours=24)
+
+
+def create_endpoint(
+    session: Session, data: WebhookEndpointCreate, *, box: SecretBox
+) -> tuple[WebhookEndpoint, str]:
+    """Subscribe a URL to event types; returns the endpoint and its secret (shown once)."""
+    secret = new_secret("whsec", 24)
+    now = clock.now()
+    endpoint = WebhookEndpoint(
+        id=new_id("we"),
+        url=str(data.url),
+        description=data.description,
+        event_types=data.event_types,
+        secret_encrypted=box.seal(secret),
+        status="enabled",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint, secret
+
+
+def get_endpoint(session: Session, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=lock or None)
+    if endpoint is None:
+        raise NotFound(f"no webhook endpoint {endpoint_id}", code="webhook_endpoint_not_found")
+    return endpoint
+
+
+def list_endpoints(session: Session) -> list[WebhookEndpoint]:
+    return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def update_endpoint(
+    session: Session, endpoint_id: str, data: WebhookEndpointUpdate
+) -> WebhookEndpoint:
+    """Change an endpoint; re-enabling clears the reason it was disabled."""
+    endpoint = get_endpoint(session, endpoint_id, lock=True)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "url" in changes:
+        endpoint.url = str(changes["url"])
+    if "event_types" in changes:
+        endpoint.event_types = changes["event_types"]
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    if changes.get("status") == "enabled" and endpoint.status != "enabled":
+        endpoint.status, endpoint.disabled_reason, endpoint.disabled_at = "enabled", None, None
+    elif changes.get("status") == "disabled" and endpoint.status != "disabled":
+        endpoint.status, endpoint.disabled_reason = "disabled", "disabled by an operator"
+        endpoint.disabled_at = clock.now()
+    endpoint.updated_at = clock.now()
+    return endpoint
+
+
+def rotate_secret(
+    session: Session, endpoint_id: str, *, box: SecretBox
+) -> tuple[WebhookEndpoint, str]:
+    """New secret now; the old one keeps signing (as a second ``v1``) for 24 hours."""
+    endpoint = get_endpoint(session, endpoint_id, lock=True)
+    secret = new_secret("whsec", 24)
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_expires_at = clock.now() + ROTATION_GRACE
+    endpoint.secret_encrypted = box.seal(secret)
+    endpoint.updated_at = clock.now()
+    return endpoint, secret
+
+
+def delete_endpoint(session: Session, endpoint_id: str) -> None:
+    endpoint = get_endpoint(session, endpoint_id, lock=True)
+    session.execute(
+        delete(Delivery).where(
+            Delivery.consumer == consumer_name(endpoint.id), Delivery.status == "pending"
+        )
+    )
+    session.delete(endpoint)
+
+
+def list_attempts(
+    session: Session, endpoint_id: str, *, limit: int = 50, before: int | None = None
+) -> tuple[list[WebhookAttempt], str | None]:
+    """Newest attempts first, paginated by cursor."""
+    get_endpoint(session, endpoint_id)
+    limit = max(1, min(limit, MAX_LIMIT))
+    stmt = (
+        select(WebhookAttempt)
+        .where(WebhookAttempt.endpoint_id == endpoint_id)
+        .order_by(WebhookAttempt.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        stmt = stmt.where(WebhookAttempt.id < before)
+    rows = list(session.scalars(stmt))
+    cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], cursor
+
+
+def list_events(
+    session: Session, *, type_prefix: str | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[Event], str | None]:
+    """The outbox in commit order, for catching up after downtime (``after`` is a cursor)."""
+    from seamline.events.worker import to_event
+
+    limit = max(1, min(limit, MAX_LIMIT))
+    stmt = select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit + 1)
+    if type_prefix:
+        stmt = stmt.where(OutboxEvent.type.startswith(type_prefix, autoescape=True))
+    if after is not None:
+        stmt = stmt.where(OutboxEvent.seq > after)
+    rows = list(session.scalars(stmt))
+    cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
+    return [to_event(r) for r in rows[:limit]], cursor
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    kind: str
+    id: int
+    consumer: str
+    reference: str
+    attempts: int
+    last_error: str | None
+
+
+def list_dead(session: Session) -> list[DeadLetter]:
+    """Every delivery and timer the worker gave up on, oldest first."""
+    out: list[DeadLetter] = []
+    rows = session.execute(
+        select(Delivery, OutboxEvent.id)
+        .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+        .where(Delivery.status == "dead")
+        .order_by(Delivery.id)
+    )
+    for delivery, event_id in rows:
+        out.append(
+            DeadLetter(
+                "delivery",
+                delivery.id,
+                delivery.consumer,
+                event_id,
+                delivery.attempts,
+                delivery.last_error,
+            )
+        )
+    for timer in session.scalars(select(Timer).where(Timer.status == "dead").order_by(Timer.id)):
+        out.append(
+            DeadLetter("timer", timer.id, timer.kind, timer.key, timer.attempts, timer.last_error)
+        )
+    return out
+
+
+def replay_dead(session: Session, *, kind: str | None = None, ids: list[int] | None = None) -> int:
+    """Put dead deliveries/timers back in the queue with a fresh retry budget."""
+    now = clock.now()
+    count = 0
+    if kind in (None, "delivery"):
+        stmt = update(Delivery).where(Delivery.status == "dead")
+        if ids is not None:
+            stmt = stmt.where(Delivery.id.in_(ids))
+        result = session.execute(
+            stmt.values(status="pending", attempts=0, next_attempt_at=now, locked_until=None)
+        )
+        count += int(getattr(result, "rowcount", 0) or 0)
+    if kind in (None, "timer"):
+        tstmt = update(Timer).where(Timer.status == "dead")
+        if ids is not None:
+            tstmt = tstmt.where(Timer.id.in_(ids))
+        result = session.execute(tstmt.values(status="pending", attempts=0, fire_at=now))
+        count += int(getattr(result, "rowcount", 0) or 0)
+    return count

@@ -1,0 +1,248 @@
+"""The worker: delivers outbox events to consumers and fires due timers.
+
+Transactional handlers run inside the claiming transaction, together with marking their delivery
+done, so their effects commit exactly once. External sinks (webhooks, the stream) are leased,
+called outside any transaction, and recorded afterwards: at least once, deduplicated by event id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from seamline.db.engine import Database
+from seamline.events import registry, retry
+from seamline.events.models import Delivery, OutboxEvent, Timer
+from seamline.events.outbox import STREAM_CONSUMER
+from seamline.events.registry import Event, Leased, Outcome
+from seamline.kit import clock
+from seamline.observability import metrics
+
+if TYPE_CHECKING:
+    from seamline.events.stream import NatsStream
+    from seamline.events.webhooks import WebhookSender
+
+log = structlog.get_logger("seamline.worker")
+
+WEBHOOK_PREFIX = "webhook:"
+
+
+def to_event(row: OutboxEvent) -> Event:
+    return Event(
+        id=row.id,
+        seq=row.seq,
+        type=row.type,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        payload=row.payload,
+        created_at=row.created_at,
+    )
+
+
+def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    earlier = aliased(Delivery)
+    # Order per aggregate: a delivery waits while an earlier one for the same consumer and
+    # aggregate is still pending (including one waiting for its retry).
+    earlier_pending = (
+        exists()
+        .where(earlier.consumer == Delivery.consumer)
+        .where(earlier.aggregate_key == Delivery.aggregate_key)
+        .where(earlier.event_seq < Delivery.event_seq)
+        .where(earlier.status == "pending")
+    )
+    stmt = (
+        select(Delivery)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .where(or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
+        .where(~earlier_pending)
+        .order_by(Delivery.event_seq)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Several workers: each skips rows another one holds instead of waiting for them.
+        stmt = stmt.with_for_update(skip_locked=True, of=Delivery)
+    return list(session.scalars(stmt))
+
+
+def _fail(row: Delivery | Timer, error: str, delay: timedelta | None, now: datetime) -> None:
+    row.last_error = error[:2000]
+    if delay is None:
+        row.status = "dead"
+        log.error("dead_letter", table=type(row).__tablename__, id=row.id, error=error[:200])
+        metrics.DEAD_LETTERS.inc()
+    elif isinstance(row, Delivery):
+        row.next_attempt_at = now + delay
+        row.locked_until = None
+    else:
+        row.fire_at = now + delay
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch_size: int = 50,
+        lease: timedelta = timedelta(seconds=60),
+        webhooks: WebhookSender | None = None,
+        stream: NatsStream | None = None,
+    ) -> None:
+        self.db = db
+        self.batch_size = batch_size
+        self.lease = lease
+        self.webhooks = webhooks
+        self.stream = stream
+
+    # -- one round -------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Deliver one batch of due events and fire one batch of due timers; returns work done."""
+        return self._deliver_batch() + self._fire_timers()
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Run rounds until nothing is due (tests, ``seamline worker --once``)."""
+        total = 0
+        for _ in range(max_rounds):
+            done = self.run_once()
+            total += done
+            if done == 0:
+                break
+        return total
+
+    def run_forever(self, stop: threading.Event, poll: float = 0.5) -> None:
+        log.info("worker_started", database=self.db.dialect)
+        failures = 0
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("worker_round_failed")
+                stop.wait(min(30.0, 0.5 * 2**failures))
+                continue
+            if done == 0:
+                self.db.wakeup.wait(poll)
+                self.db.wakeup.clear()
+        log.info("worker_stopped")
+
+    # -- deliveries ------------------------------------------------------------------------
+    def _deliver_batch(self) -> int:
+        now = clock.now()
+        leased: list[Leased] = []
+        with self.db.transaction() as session:
+            rows = _due_deliveries(session, now, self.batch_size)
+            if not rows:
+                return 0
+            seqs = {r.event_seq for r in rows}
+            events = {
+                e.seq: to_event(e)
+                for e in session.scalars(select(OutboxEvent).where(OutboxEvent.seq.in_(seqs)))
+            }
+            for row in rows:
+                row.attempts += 1
+                event = events[row.event_seq]
+                if row.consumer.startswith(WEBHOOK_PREFIX) or row.consumer == STREAM_CONSUMER:
+                    row.locked_until = now + self.lease
+                    leased.append(Leased(row.id, row.consumer, row.attempts, event))
+                else:
+                    self._run_handler(session, row, event, now)
+        if leased:
+            self._send(leased)
+            self._record(leased)
+        return len(rows)
+
+    def _run_handler(self, session: Session, row: Delivery, event: Event, now: datetime) -> None:
+        consumer = registry.consumer(row.consumer)
+        if consumer is None:
+            _fail(row, f"no handler named {row.consumer!r} is registered", None, now)
+            return
+        savepoint = session.begin_nested()
+        try:
+            consumer.handler(session, event)
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            log.warning("handler_failed", consumer=row.consumer, event_id=event.id, error=repr(exc))
+            metrics.DELIVERIES.labels(kind="handler", result="failed").inc()
+            _fail(row, repr(exc), retry.handler_delay(row.attempts), now)
+            return
+        row.status, row.done_at, row.last_error = "done", now, None
+        metrics.DELIVERIES.labels(kind="handler", result="ok").inc()
+
+    def _send(self, leased: list[Leased]) -> None:
+        hooks = [item for item in leased if item.consumer.startswith(WEBHOOK_PREFIX)]
+        streamed = [item for item in leased if item.consumer == STREAM_CONSUMER]
+        if hooks:
+            if self.webhooks is None:
+                for item in hooks:
+                    item.outcome = Outcome(False, "this worker has no webhook sender")
+            else:
+                self.webhooks.send(self.db, hooks)
+        if streamed:
+            if self.stream is None:
+                for item in streamed:
+                    item.outcome = Outcome(False, "this worker is not connected to the stream")
+            else:
+                self.stream.send(streamed)
+
+    def _record(self, leased: list[Leased]) -> None:
+        now = clock.now()
+        with self.db.transaction() as session:
+            for item in leased:
+                row = session.get(Delivery, item.delivery_id, with_for_update=True)
+                if row is None or row.status != "pending":
+                    continue
+                kind = "stream" if item.consumer == STREAM_CONSUMER else "webhook"
+                metrics.DELIVERIES.labels(
+                    kind=kind, result="ok" if item.outcome.ok else "failed"
+                ).inc()
+                if item.outcome.ok:
+                    row.status, row.done_at, row.last_error = "done", now, None
+                    row.locked_until = None
+                else:
+                    delay_for: Callable[[int], timedelta | None] = (
+                        retry.stream_delay if kind == "stream" else retry.webhook_delay
+                    )
+                    delay = None if item.outcome.final else delay_for(item.attempts)
+                    _fail(row, item.outcome.error or "failed", delay, now)
+                if kind == "webhook" and self.webhooks is not None:
+                    retry_at = row.next_attempt_at if row.status == "pending" else None
+                    self.webhooks.record(session, item, next_retry_at=retry_at)
+
+    # -- timers ----------------------------------------------------------------------------
+    def _fire_timers(self) -> int:
+        now = clock.now()
+        with self.db.transaction() as session:
+            stmt = (
+                select(Timer)
+                .where(Timer.status == "pending", Timer.fire_at <= now)
+                .order_by(Timer.fire_at, Timer.id)
+                .limit(self.batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            timers = list(session.scalars(stmt))
+            for timer in timers:
+                timer.attempts += 1
+                handler = registry.timer_handler(timer.kind)
+                if handler is None:
+                    _fail(timer, f"no timer handler for kind {timer.kind!r}", None, now)
+                    continue
+                savepoint = session.begin_nested()
+                try:
+                    handler(session, timer.key, timer.payload)
+                    savepoint.commit()
+                except Exception as exc:
+                    savepoint.rollback()
+                    log.warning("timer_failed", key=timer.key, error=repr(exc))
+                    _fail(timer, repr(exc), retry.handler_delay(timer.attempts), now)
+                    continue
+                timer.status, timer.fired_at, timer.last_error = "fired", now, None
+                metrics.TIMERS_FIRED.inc()
+            return len(timers)

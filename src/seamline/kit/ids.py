@@ -1,0 +1,48 @@
+"""Public ids with readable prefixes, secrets, and codes people read aloud."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+# Crockford's base32: no I, L, O, U; sortable when fixed-width.
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Codes read aloud over a phone or a counter: no 0/O, 1/I/L, 2/Z, 5/S, 8/B look-alikes.
+READ_ALOUD_ALPHABET = "34679ACDEFGHJKMNPQRTVWXY"
+
+
+def _b32(value: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        value, rem = divmod(value, 32)
+        out.append(_CROCKFORD[rem])
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """``prefix_`` + a ULID-shaped value: 48 bits of milliseconds then 80 random bits.
+
+    Ids sort by creation time, which keeps B-tree inserts local and makes cursors cheap.
+    """
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    return f"{prefix}_{_b32(millis, 10)}{_b32(rand, 16)}".lower()
+
+
+def new_secret(prefix: str, nbytes: int = 24) -> str:
+    """A high-entropy secret such as an API key: ``sk_`` + url-safe random text."""
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def read_aloud_code(groups: int = 2, size: int = 3) -> str:
+    """A short code such as ``K7Q-M9P`` that survives being read aloud."""
+    parts = [
+        "".join(secrets.choice(READ_ALOUD_ALPHABET) for _ in range(size)) for _ in range(groups)
+    ]
+    return "-".join(parts)
+
+
+def normalize_read_aloud(code: str) -> str:
+    """Accept what a person typed: any case, spaces or dashes; regroup into canonical form."""
+    cleaned = "".join(ch for ch in code.upper() if ch.isalnum())
+    return "-".join(cleaned[i : i + 3] for i in range(0, len(cleaned), 3))

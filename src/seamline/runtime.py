@@ -1,0 +1,46 @@
+"""What a process holds for its lifetime: the database, the secret box, the stream, the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from seamline.db.engine import Database
+from seamline.events.stream import NatsStream
+from seamline.events.webhooks import WebhookSender
+from seamline.events.worker import Worker
+from seamline.kit.crypto import SecretBox
+from seamline.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    box: SecretBox
+    stream: NatsStream | None = None
+    _senders: list[WebhookSender] = field(default_factory=list)
+
+    def worker(self) -> Worker:
+        sender = WebhookSender(self.box, timeout=self.settings.webhook_timeout_seconds)
+        self._senders.append(sender)
+        return Worker(
+            self.db,
+            batch_size=self.settings.worker_batch_size,
+            lease=timedelta(seconds=self.settings.worker_lease_seconds),
+            webhooks=sender,
+            stream=self.stream,
+        )
+
+    def close(self) -> None:
+        for sender in self._senders:
+            sender.close()
+        if self.stream is not None:
+            self.stream.close()
+        self.db.dispose()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    stream = NatsStream(settings.nats_url) if settings.nats_url else None
+    db = Database(settings.resolved_database_url, stream_enabled=stream is not None)
+    return Runtime(settings, db, SecretBox(settings.resolved_secret_key), stream)

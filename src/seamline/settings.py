@@ -1,0 +1,65 @@
+"""Runtime settings, read from ``SEAMLINE_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEAMLINE_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Field(
+        default=Path(".seamline"), description="Where the embedded database lives."
+    )
+    database_url: str | None = Field(default=None, description="Defaults to SQLite in data_dir.")
+    nats_url: str | None = None
+    secret_key: str | None = Field(default=None, description="Generated into data_dir if unset.")
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_048_576
+    plugins: list[str] = Field(default_factory=list, description="Modules imported at start-up.")
+    worker_poll_seconds: float = 0.5
+    worker_batch_size: int = 50
+    worker_lease_seconds: float = 60.0
+    idempotency_ttl_hours: int = 24
+    idempotency_lock_seconds: float = 60.0
+    webhook_timeout_seconds: float = 10.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'seamline.db').resolve()}"
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "console"
+
+    @property
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in ``data_dir/secret_key``."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
