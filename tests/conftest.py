@@ -1,0 +1,217 @@
+"""Test fixtures: a real database built by the migrations (SQLite always, PostgreSQL with --db).
+
+Every test gets an empty, migrated database: on SQLite a copy of a migrated template file, on
+PostgreSQL the same schema with every table truncated.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from seamline.api.app import create_app
+from seamline.auth import service as keys
+from seamline.db import migrate
+from seamline.db.engine import Database
+from seamline.db.models import metadata
+from seamline.kit import clock as clock_module
+from seamline.kit.clock import FrozenClock
+from seamline.runtime import Runtime, build_runtime
+from seamline.settings import Settings
+
+PG_TEST_DB = "seamline_test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres uses SEAMLINE_TEST_DATABASE_URL (a server the suite may create databases on)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"seamline database backend: {config.getoption('--db')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = config.getoption("--db")
+    nats_url = os.environ.get("SEAMLINE_TEST_NATS_URL")
+    for item in items:
+        if backend != "postgres" and item.get_closest_marker("postgres_only"):
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL only (run with --db postgres)"))
+        if not nats_url and item.get_closest_marker("nats"):
+            item.add_marker(pytest.mark.skip(reason="SEAMLINE_TEST_NATS_URL is not set"))
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--db"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(backend: str) -> Iterator[str | None]:
+    """A fresh database on the PostgreSQL server named by SEAMLINE_TEST_DATABASE_URL."""
+    if backend != "postgres":
+        yield None
+        return
+    server = os.environ.get("SEAMLINE_TEST_DATABASE_URL")
+    if not server:
+        pytest.exit("--db postgres needs SEAMLINE_TEST_DATABASE_URL", returncode=2)
+    admin = create_engine(
+        make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {PG_TEST_DB}"))
+    url = make_url(server).set(drivername="postgresql+psycopg", database=PG_TEST_DB)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_sqlite(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Path | None:
+    if backend != "sqlite":
+        return None
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    migrate.upgrade(db)
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_url: str | None) -> str | None:
+    if postgres_url is None:
+        return None
+    db = Database(postgres_url)
+    migrate.upgrade(db)
+    db.dispose()
+    return postgres_url
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(t.name for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(
+    tmp_path: Path, template_sqlite: Path | None, migrated_postgres: str | None
+) -> str:
+    """An empty, fully migrated database for this test."""
+    if migrated_postgres is not None:
+        _truncate_postgres(migrated_postgres)
+        return migrated_postgres
+    assert template_sqlite is not None
+    target = tmp_path / "seamline.db"
+    shutil.copyfile(template_sqlite, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test-secret-key-0123456789",
+        log_format="console",
+        nats_url=None,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = build_runtime(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def db(runtime: Runtime) -> Database:
+    return runtime.db
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> FastAPI:
+    return create_app(settings, runtime=runtime)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def make_key(db: Database) -> Callable[..., str]:
+    """Create an API key and return its token: ``make_key(kind="secret", scopes=[...])``."""
+
+    def make(kind: str = "secret", scopes: list[str] | None = None, name: str = "test") -> str:
+        with db.transaction() as session:
+            _, token = keys.create_key(session, kind=kind, name=name, scopes=scopes)
+        return token
+
+    return make
+
+
+@pytest.fixture
+def api_key(make_key: Callable[..., str]) -> str:
+    return make_key()
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture
+def clock() -> Iterator[FrozenClock]:
+    """A frozen, settable clock installed for the test (``clock.advance(hours=1)``)."""
+    frozen = FrozenClock()
+    clock_module.set_clock(frozen)
+    yield frozen
+    clock_module.set_clock(None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app served by uvicorn on a real socket (for concurrency tests)."""
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
