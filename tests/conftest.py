@@ -31,7 +31,8 @@ from seamline.kit.clock import FrozenClock
 from seamline.runtime import Runtime, build_runtime
 from seamline.settings import Settings
 
-PG_TEST_DB = "seamline_test"
+# One database per test session, so parallel runs on one server never trample each other.
+PG_TEST_DB = f"seamline_test_{os.getpid()}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,6 +18,12 @@ def insert_ignoring_conflict(
     """
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(model).values(**values).on_conflict_do_nothing(index_elements=list(on))
-    result = session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    table = model.__table__
+    stmt = (
+        module.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(on))
+        .returning(*table.primary_key.columns)
+    )
+    # RETURNING yields a row only when the insert happened (rowcount is unreliable here).
+    return session.execute(stmt).first() is not None

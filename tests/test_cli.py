@@ -1,0 +1,107 @@
+"""The commands a newcomer and an operator type: demo, serve, db."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from seamline import __version__
+from seamline.cli.main import app
+from seamline.settings import Settings, get_settings
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    env = {
+        "SEAMLINE_DATABASE_URL": settings.resolved_database_url,
+        "SEAMLINE_DATA_DIR": str(settings.data_dir),
+        "SEAMLINE_SECRET_KEY": settings.resolved_secret_key,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"seamline {__version__}"
+
+
+def test_db_commands(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+    current = runner.invoke(app, ["db", "current"])
+    assert current.exit_code == 0, current.output
+    assert "up to date" in current.output
+    down = runner.invoke(app, ["db", "downgrade", "base"])
+    assert down.exit_code == 0, down.output
+    assert "behind" in runner.invoke(app, ["db", "current"]).output
+    up = runner.invoke(app, ["db", "upgrade"])
+    assert up.exit_code == 0, up.output
+    assert "up to date" in runner.invoke(app, ["db", "current"]).output
+
+
+def test_demo_check_builds_the_demo_and_verifies_it(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["demo", "--check"])
+    assert first.exit_code == 0, first.output
+    assert "demo check passed" in first.output
+    # Re-running reuses the data instead of failing on existing channels.
+    again = runner.invoke(app, ["demo", "--check"])
+    assert again.exit_code == 0, again.output
+    listed = runner.invoke(app, ["channels", "list"])
+    assert "store-soho" in listed.output
+    assert "instagram" in listed.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_starts_a_server_a_user_can_open(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the default embedded set-up is what a newcomer runs")
+    port = _free_port()
+    env = {**os.environ, "SEAMLINE_DATA_DIR": str(tmp_path / "fresh"), "SEAMLINE_PORT": str(port)}
+    env.pop("SEAMLINE_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seamline", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                home = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert home.status_code == 200
+        assert "Seamline" in home.text
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.json()["checks"]["database"] == "ok"
+        assert (tmp_path / "fresh" / "seamline.db").exists(), "created on first run"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
