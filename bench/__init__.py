@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` (or ``make bench``). Figures go to docs/benchmarks.md."""
