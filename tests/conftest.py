@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--db",
         choices=["sqlite", "postgres"],
         default="sqlite",
-        help="postgres uses SEAMLINE_TEST_DATABASE_URL (a server the suite may create databases on)",
+        help="postgres: use the server in SEAMLINE_TEST_DATABASE_URL (creates its own database)",
     )
 
 

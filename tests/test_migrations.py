@@ -105,7 +105,7 @@ def test_datetimes_come_back_timezone_aware(db: Database) -> None:
                 handle="n",
                 active=True,
                 attributes={},
-                created_at=datetime(2026, 1, 1),  # noqa: DTZ001 - the point of the test
+                created_at=datetime(2026, 1, 1),
                 updated_at=local,
             )
         )

@@ -1,0 +1,101 @@
+"""Small building blocks: ids, read-aloud codes, money, the clock."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seamline.kit import clock
+from seamline.kit.clock import FrozenClock, ensure_utc
+from seamline.kit.crypto import SecretBox
+from seamline.kit.ids import (
+    READ_ALOUD_ALPHABET,
+    new_id,
+    new_secret,
+    normalize_read_aloud,
+    read_aloud_code,
+)
+from seamline.kit.money import Money
+
+
+def test_ids_carry_their_prefix_and_sort_by_creation_time() -> None:
+    first = new_id("chn")
+    time.sleep(0.002)
+    second = new_id("chn")
+    assert first.startswith("chn_")
+    assert len(first) == 4 + 26
+    assert first < second
+    assert len({new_id("x") for _ in range(10_000)}) == 10_000
+
+
+def test_secrets_are_long_and_unique() -> None:
+    a, b = new_secret("sk"), new_secret("sk")
+    assert a.startswith("sk_")
+    assert len(a) >= 32
+    assert a != b
+
+
+def test_read_aloud_codes_avoid_look_alikes() -> None:
+    for ch in "01OILSZB258U":
+        assert ch not in READ_ALOUD_ALPHABET
+    code = read_aloud_code()
+    assert len(code) == 7
+    assert code[3] == "-"
+    assert all(c in READ_ALOUD_ALPHABET for c in code.replace("-", ""))
+
+
+@given(st.text(alphabet=READ_ALOUD_ALPHABET, min_size=6, max_size=6))
+def test_read_aloud_codes_survive_sloppy_typing(raw: str) -> None:
+    canonical = f"{raw[:3]}-{raw[3:]}"
+    assert normalize_read_aloud(raw.lower()) == canonical
+    assert normalize_read_aloud(f" {raw[:3]} {raw[3:]} ") == canonical
+
+
+def test_money_is_integer_minor_units() -> None:
+    assert Money(1999, "EUR") + Money(1, "EUR") == Money(2000, "EUR")
+    assert Money(500, "USD") - Money(125, "USD") == Money(375, "USD")
+    with pytest.raises(TypeError):
+        Money(19.99, "EUR")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mix"):
+        Money(1, "EUR") + Money(1, "USD")
+    with pytest.raises(ValueError, match="ISO 4217"):
+        Money(1, "euro")
+
+
+def test_money_formats_by_currency_precision() -> None:
+    assert Money(123456, "USD").format("en_US") == "$1,234.56"
+    assert Money(1234, "JPY").format("ja_JP") == "￥1,234"
+    assert Money(-250, "EUR").format("de_DE") == "-2,50\xa0€"
+
+
+def test_the_clock_can_be_frozen_and_advanced() -> None:
+    frozen = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    clock.set_clock(frozen)
+    try:
+        assert clock.now() == datetime(2026, 1, 1, tzinfo=UTC)
+        frozen.advance(hours=2)
+        assert clock.now() == datetime(2026, 1, 1, 2, tzinfo=UTC)
+    finally:
+        clock.set_clock(None)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_ensure_utc_refuses_naive_times() -> None:
+    paris = datetime(2026, 6, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert ensure_utc(paris) == datetime(2026, 6, 1, 10, tzinfo=UTC)
+    with pytest.raises(ValueError, match="naive"):
+        ensure_utc(datetime(2026, 6, 1))
+
+
+def test_secret_box_round_trips_and_detects_the_wrong_key() -> None:
+    from cryptography.fernet import InvalidToken
+
+    sealed = SecretBox("key-one").seal("whsec_abc")
+    assert "whsec_abc" not in sealed
+    assert SecretBox("key-one").open(sealed) == "whsec_abc"
+    with pytest.raises(InvalidToken):
+        SecretBox("key-two").open(sealed)
