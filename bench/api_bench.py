@@ -124,7 +124,7 @@ def run(*, requests: int, console: Console) -> dict[str, Any]:
             (
                 "POST /api/v1/channels (auth + idempotency + write + outbox)",
                 rates["POST /api/v1/channels"],
-                f"{rates['GET /healthz'] / rates['POST /api/v1/channels']:.2f}x the baseline's time",
+                f"{rates['GET /healthz'] / rates['POST /api/v1/channels']:.2f}x the baseline",
             ),
         ],
     )

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the WHOLE OpenAPI document, in-process, with Schemathesis.
 
 Every operation in ``app.openapi()`` is fuzzed, so a route added later is covered without
-touching this file. The key holds every scope, so requests reach the handlers and validation.
+touching this file. The key holds every scope, so requests reach validation and the handlers.
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from schemathesis.specs.openapi.schemas import OpenApiSchema
+from sqlalchemy import delete
 
+from seamline.api.idempotency import IdempotencyRecord
 from seamline.auth.scopes import SCOPES
+from seamline.db.engine import Database
 
-# Kept small enough that the whole document runs in well under a minute on two cores.
+# Small enough that the whole document runs well under a minute on two cores.
 MAX_EXAMPLES = 25
 COMMON_STATUSES = ("400", "401", "403", "413", "422", "500")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+BIGINT_MAX = 2**63 - 1
 
 
 def _config(token: str, mode: str) -> schemathesis.Config:
@@ -35,30 +41,47 @@ def _config(token: str, mode: str) -> schemathesis.Config:
 
 
 @pytest.fixture
-def fuzz_schema(
-    request: pytest.FixtureRequest, app: FastAPI, make_key: Callable[..., str]
-) -> OpenApiSchema:
-    """The app on a fresh, migrated database, with a key holding every scope."""
+def fuzz_token(make_key: Callable[..., str]) -> str:
+    """A secret key holding every scope, so requests reach validation and the handlers."""
+    return make_key(scopes=sorted(SCOPES), name="fuzz")
+
+
+@pytest.fixture
+def fuzz_schema(request: pytest.FixtureRequest, app: FastAPI, fuzz_token: str) -> OpenApiSchema:
+    """The app on a fresh, migrated database (the ``app`` fixture), loaded in-process."""
     # Schemathesis 4.32's lazy loader reads and rewrites ``node._nodeid`` to label each
     # operation; pytest 9 keeps the id in ``_id`` and has no ``_nodeid`` any more, so the
     # loader crashes with AttributeError. Seed the attribute it expects (labels only).
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
-    token = make_key(scopes=sorted(SCOPES))
-    return schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(token, "all"))
+    return schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(fuzz_token, "all"))
 
 
 schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 
 @schema.parametrize()
-def test_every_operation_conforms(case: schemathesis.Case) -> None:
-    # ``negative_data_rejection`` is excluded on purpose: pydantic's lax mode accepts some values
-    # the JSON Schema calls invalid (``false`` for an integer, ``"1"`` for a number, ...), so
-    # the check reports them as "negative data accepted" although the API converts them safely.
-    # Every other check stays on: no 5xx, documented statuses, content types, response bodies
-    # and headers all conform to the document.
-    case.call_and_validate(excluded_checks=[negative_data_rejection])
+def test_every_operation_conforms(
+    case: schemathesis.Case[Any], fuzz_token: str, db: Database, backend: str
+) -> None:
+    # Idempotency keys are state shared between requests: a key the fuzzer happens to reuse
+    # with another body is rightly refused (422). Each generated case must stand alone, so
+    # forget earlier keys; their semantics are tested in test_idempotency.py.
+    with db.transaction() as session:
+        session.execute(delete(IdempotencyRecord))
+    # ``negative_data_rejection`` is excluded on purpose: pydantic's lax mode accepts some
+    # values the JSON Schema calls invalid (``false`` for an integer, ``"1"`` for a number,
+    # surrounding spaces it strips), and the check reports them as "negative data accepted"
+    # although the API converts them safely. Every other check stays on: no 5xx, documented
+    # status codes, content types, response bodies and headers, valid data accepted, and
+    # authentication enforced.
+    excluded: list[CheckFunction] = [negative_data_rejection]
+    case.call_and_validate(
+        # The key is also in the config; passing it here marks it as explicit credentials,
+        # so ``ignored_auth`` probes each operation without it and with a bogus one.
+        headers={"Authorization": f"Bearer {fuzz_token}"},
+        excluded_checks=excluded,
+    )
 
 
 # -- plain tests about the document and malformed input -------------------------------------
@@ -74,10 +97,11 @@ def _operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-def test_document_has_operations(app: FastAPI) -> None:
-    ops = _operations(app)
-    assert len(ops) >= 4
-    assert any(path == "/api/v1/channels" and method == "post" for path, method, _ in ops)
+def test_document_lists_the_api(app: FastAPI) -> None:
+    ops = {(method, path) for path, method, _ in _operations(app)}
+    assert ("post", "/api/v1/channels") in ops
+    assert ("get", "/api/v1/channels/{channel_id}") in ops
+    assert ("get", "/api/v1/events") in ops
 
 
 def test_every_operation_declares_common_problems(app: FastAPI) -> None:
@@ -85,14 +109,21 @@ def test_every_operation_declares_common_problems(app: FastAPI) -> None:
         responses = op["responses"]
         for status in COMMON_STATUSES:
             assert status in responses, f"{method.upper()} {path} does not declare {status}"
-            content = responses[status]["content"]
-            assert content == {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-            }, f"{method.upper()} {path} {status} is not a problem document"
+            assert responses[status]["content"] == PROBLEM_CONTENT, f"{method} {path} {status}"
+        if "{" in path:
+            assert responses["404"]["content"] == PROBLEM_CONTENT, f"{method} {path} 404"
+        if method in ("post", "put", "patch", "delete"):
+            assert responses["409"]["content"] == PROBLEM_CONTENT, f"{method} {path} 409"
 
 
-def test_document_is_stable_across_calls(app: FastAPI, client: TestClient) -> None:
-    # Post-processing must run once: a second render must not add another Idempotency-Key.
+def test_problem_schema_is_complete(app: FastAPI) -> None:
+    problem = app.openapi()["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "code"} <= set(problem["required"])
+    assert {"instance", "request_id", "errors"} <= set(problem["properties"])
+
+
+def test_document_is_stable_across_renders(client: TestClient) -> None:
+    # Post-processing runs once: a second render must not add another Idempotency-Key.
     first = client.get("/openapi.json").json()
     second = client.get("/openapi.json").json()
     assert first == second
@@ -104,38 +135,77 @@ def test_document_is_stable_across_calls(app: FastAPI, client: TestClient) -> No
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b'{"kind": "web",}', b"not json", b"\xff\xfe\x00", b'{"kind": "web"'],
+    [
+        b"{",
+        b'{"kind": "web",}',
+        b"not json",
+        b'{"kind": "web"',
+        b"\xff\xfe\x00{}",  # not UTF-8 at all
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the parser's recursion limit
+    ],
+    ids=["open-brace", "trailing-comma", "not-json", "unterminated", "bad-utf8", "too-deep"],
 )
 def test_malformed_json_is_400(client: TestClient, auth: dict[str, str], body: bytes) -> None:
     response = client.post(
-        "/api/v1/channels",
-        content=body,
-        headers={**auth, "Content-Type": "application/json"},
+        "/api/v1/channels", content=body, headers={**auth, "Content-Type": "application/json"}
     )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["code"] == "malformed_json"
     assert problem["status"] == 400
+    assert "Traceback" not in response.text
+    assert "JSONDecodeError" not in response.text
 
 
 def test_malformed_json_on_every_json_body_operation(
-    app: FastAPI, client: TestClient, auth: dict[str, str], make_key: Callable[..., str]
+    app: FastAPI, client: TestClient, fuzz_token: str
 ) -> None:
-    everything = {"Authorization": f"Bearer {make_key(scopes=sorted(SCOPES))}"}
+    everything = {"Authorization": f"Bearer {fuzz_token}", "Content-Type": "application/json"}
     checked = 0
     for path, method, op in _operations(app):
-        content = op.get("requestBody", {}).get("content", {})
-        if "application/json" not in content:
+        if "application/json" not in op.get("requestBody", {}).get("content", {}):
             continue
-        url = path.replace("{", "").replace("}", "")  # dummy ids: validation runs first
-        response = client.request(
-            method.upper(),
-            url,
-            content=b'{"oops": ',
-            headers={**everything, "Content-Type": "application/json"},
-        )
+        url = path.replace("{", "").replace("}", "")  # a dummy id: the body is read first
+        response = client.request(method.upper(), url, content=b'{"oops": ', headers=everything)
         assert response.status_code == 400, f"{method.upper()} {path}: {response.text}"
         assert response.json()["code"] == "malformed_json"
         checked += 1
     assert checked >= 2
+
+
+# -- inputs that once reached the database unchecked ----------------------------------------
+
+
+def test_webhook_schema_states_what_the_server_enforces(app: FastAPI) -> None:
+    schemas = app.openapi()["components"]["schemas"]
+    create = schemas["WebhookEndpointCreate"]["properties"]
+    assert "pattern" in create["event_types"]["items"]
+    assert "pattern" in create["url"]
+
+
+def test_events_cursor_beyond_bigint_is_refused(client: TestClient, fuzz_token: str) -> None:
+    headers = {"Authorization": f"Bearer {fuzz_token}"}
+    response = client.get(f"/api/v1/events?cursor={2**63}", headers=headers)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/api/v1/webhook-endpoints/we_%00", None),
+        ("GET", "/api/v1/events?type=order%00", None),
+        (
+            "POST",
+            "/api/v1/webhook-endpoints",
+            {"url": "https://example.com/hook", "event_types": ["*"], "description": "a\x00b"},
+        ),
+    ],
+    ids=["path-id", "query-filter", "body-text"],
+)
+def test_nul_characters_in_events_routes_are_refused(
+    client: TestClient, fuzz_token: str, method: str, url: str, body: dict[str, Any] | None
+) -> None:
+    headers = {"Authorization": f"Bearer {fuzz_token}"}
+    response = client.request(method, url, json=body, headers=headers)
+    assert response.status_code == 422, response.text

@@ -20,6 +20,7 @@ from seamline.channels import service as channel_service
 from seamline.channels.models import Channel
 from seamline.db.engine import Database
 from seamline.kit.clock import FrozenClock
+from seamline.kit.crypto import SecretBox
 
 URL = "/api/v1/channels"
 
@@ -205,6 +206,7 @@ def test_an_abandoned_attempt_can_be_taken_over(
     middleware = IdempotencyMiddleware(
         app=None,  # type: ignore[arg-type]
         db=db,
+        box=SecretBox("unused"),
         ttl=timedelta(hours=24),
         lock=timedelta(seconds=60),
     )
@@ -217,3 +219,26 @@ def test_an_abandoned_attempt_can_be_taken_over(
     taken_over = client.post(URL, content=raw, headers=headers)
     assert taken_over.status_code == 201
     assert channel_count(db) == 1
+
+
+def test_stored_responses_are_sealed(
+    client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    """A replayable response may carry a secret shown once; it is never stored in clear."""
+    headers = {**auth, "Idempotency-Key": "hook"}
+    created = client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "https://example.test/h", "event_types": ["*"]},
+        headers=headers,
+    )
+    secret = created.json()["secret"]
+    with db.transaction(readonly=True) as session:
+        stored = session.scalars(select(IdempotencyRecord.response_body)).one()
+    assert stored is not None
+    assert secret.encode() not in stored
+    replay = client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "https://example.test/h", "event_types": ["*"]},
+        headers=headers,
+    )
+    assert replay.json()["secret"] == secret

@@ -96,6 +96,7 @@ def create_app(
     app.add_middleware(
         IdempotencyMiddleware,
         db=rt.db,
+        box=rt.box,
         ttl=timedelta(hours=settings.idempotency_ttl_hours),
         lock=timedelta(seconds=settings.idempotency_lock_seconds),
     )
@@ -170,6 +171,9 @@ def _install_docs(app: FastAPI) -> None:
             swagger_js_url="/_docs/swagger-ui-bundle.js",
             swagger_css_url="/_docs/swagger-ui.css",
             swagger_favicon_url="/_docs/favicon-32x32.png",
+            # Swagger UI otherwise fetches a validity badge from validator.swagger.io for
+            # every non-local deployment: a third-party request that also leaks the URL.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
 

@@ -23,6 +23,7 @@ from seamline.db.base import Base, BigIntPK
 from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.engine import Database
 from seamline.kit import clock
+from seamline.kit.crypto import SecretBox
 from seamline.observability import metrics
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -66,9 +67,12 @@ def _request_hash(scope: Scope, body: bytes) -> str:
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, db: Database, *, ttl: timedelta, lock: timedelta) -> None:
+    def __init__(
+        self, app: ASGIApp, db: Database, *, box: SecretBox, ttl: timedelta, lock: timedelta
+    ) -> None:
         self.app = app
         self.db = db
+        self.box = box
         self.ttl = ttl
         self.lock = lock
 
@@ -170,7 +174,7 @@ class IdempotencyMiddleware:
                 record.locked_until = now + self.lock
                 return None
             metrics.IDEMPOTENT_REPLAYS.inc()
-            return _stored_response(record)
+            return _stored_response(record, self.box)
 
     def _finish(
         self, caller: str, key: str, status: int, headers: dict[str, str], body: bytes
@@ -186,7 +190,8 @@ class IdempotencyMiddleware:
             record.status = "done"
             record.response_status = status
             record.response_headers = headers
-            record.response_body = body
+            # Sealed: a stored response may hold a secret shown once (a webhook signing secret).
+            record.response_body = self.box.seal_bytes(body)
             record.locked_until = None
 
     def _release(self, caller: str, key: str) -> None:
@@ -200,13 +205,13 @@ class IdempotencyMiddleware:
             )
 
 
-def _stored_response(record: IdempotencyRecord) -> Any:
+def _stored_response(record: IdempotencyRecord, box: SecretBox) -> Any:
     from starlette.responses import Response
 
     headers = dict(record.response_headers or {})
     headers[REPLAY_HEADER] = "true"
     return Response(
-        content=record.response_body or b"",
+        content=box.open_bytes(record.response_body) if record.response_body else b"",
         status_code=record.response_status or 200,
         headers=headers,
     )

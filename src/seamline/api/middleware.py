@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,20 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with its router prefix (a low-cardinality label).
+
+    FastAPI puts the route itself in ``scope["route"]``, whose ``path`` lacks the prefix of
+    an included router (``/channels`` for ``/api/v1/channels``); the full template is on the
+    effective route context when FastAPI provides one.
+    """
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    full = getattr(context, "path_format", None)
+    if isinstance(full, str) and full:
+        return full
+    return getattr(scope.get("route"), "path", None) or "unmatched"
 
 
 class RequestContextMiddleware:
@@ -52,17 +67,27 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled_error", path=scope.get("path"), method=scope.get("method"))
+        except Exception as exc:
+            # A plain traceback under the key ``format_exc_info`` would use, rendered here:
+            # the dev console's rich renderer would print every frame's locals (request
+            # headers, API keys) and takes seconds doing it, blocking the event loop.
+            log.error(
+                "unhandled_error",
+                path=scope.get("path"),
+                method=scope.get("method"),
+                exception="".join(traceback.format_exception(exc)),
+            )
             if not status_holder["started"]:
                 response = problem_response(
-                    500, "internal_error", "Something went wrong on our side; it was logged."
+                    500,
+                    "internal_error",
+                    "Something went wrong on our side; it was logged.",
+                    instance=scope.get("path"),
                 )
                 await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             method = scope.get("method", "")
             status = int(status_holder["status"])
             metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
@@ -119,7 +144,10 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
-            413, "payload_too_large", f"The request body exceeds {limit} bytes."
+            413,
+            "payload_too_large",
+            f"The request body exceeds {limit} bytes.",
+            instance=scope.get("path"),
         )
         await response(scope, receive, send)
 

@@ -19,6 +19,15 @@ MUTATION_PROBLEMS = {
     "409": "Conflicts with the current state, or the same Idempotency-Key is in flight"
 }
 PATH_PROBLEMS = {"404": "No such object"}
+# What the idempotency middleware accepts, as a client can send it: 1 to 255 printable
+# characters. HTTP trims surrounding spaces from header values, so the key neither starts nor
+# ends with one (a key of only spaces arrives empty and is refused).
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
+}
 
 
 def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +57,7 @@ def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "schema": dict(IDEMPOTENCY_KEY_SCHEMA),
                         "description": "Retry safely: same key and body replay the first response.",
                     }
                 )

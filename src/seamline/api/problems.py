@@ -9,11 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from seamline.kit.errors import FieldError, SeamlineError
 from seamline.observability.logging import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+MALFORMED_JSON_DETAIL = "The request body is not valid JSON."
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 _HTTP_CODES = {
     400: ("Bad request", "bad_request"),
@@ -79,8 +82,13 @@ def _loc_to_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def _validation_errors(exc: RequestValidationError) -> tuple[int, str, str, list[FieldError]]:
     raw = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in raw):
-        return 400, "malformed_json", "The request body is not valid JSON.", []
+    invalid = [e for e in raw if e.get("type") == "json_invalid"]
+    if invalid:
+        loc = tuple(invalid[0].get("loc", ()))
+        where = f" at position {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        reason = str((invalid[0].get("ctx") or {}).get("error", "invalid JSON"))
+        fields = [FieldError("body", f"{reason}{where}", "json_invalid")]
+        return 400, "malformed_json", MALFORMED_JSON_DETAIL, fields
     fields = [
         FieldError(_loc_to_path(e.get("loc", ())), str(e.get("msg", "invalid")), e.get("type", ""))
         for e in raw
@@ -112,11 +120,35 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = "No such route."
+        elif exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body json.loads could not even attempt (invalid UTF-8,
+            # nesting deeper than the parser allows): the same problem as any malformed JSON.
+            code, detail = "malformed_json", MALFORMED_JSON_DETAIL
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route matching the path; list them all.
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+                detail = f"{request.method} is not allowed here; use {', '.join(allowed)}."
         return problem_response(
             exc.status_code,
             code,
             detail,
             title=title,
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route fully matches at this path (asked through the public API)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]

@@ -30,8 +30,11 @@ KEY_KINDS = {"secret": "sk", "publishable": "pk", "event": "ek"}
 
 
 def allowed_scopes(kind: str) -> frozenset[str]:
+    """The most a key of ``kind`` may hold; nothing for a kind that does not exist."""
     if kind == "publishable":
         return PUBLISHABLE_SCOPES
     if kind == "event":
         return EVENT_SCOPES
-    return frozenset(SCOPES)
+    if kind == "secret":
+        return frozenset(SCOPES)
+    return frozenset()

@@ -17,6 +17,7 @@ from seamline.kit.errors import FieldError, NotFound, Unauthenticated, Unprocess
 from seamline.kit.ids import new_id, new_secret
 
 LAST_USED_PRECISION = timedelta(seconds=60)
+NAME_MAX_LENGTH = 200  # the width of ApiKey.name
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,21 @@ def create_key(
             f"unknown key kind {kind!r}",
             errors=[FieldError("kind", f"one of {', '.join(KEY_KINDS)}", "unknown_kind")],
         )
+    name = name.strip() or kind
+    if len(name) > NAME_MAX_LENGTH:
+        raise Unprocessable(
+            f"the key name is longer than {NAME_MAX_LENGTH} characters",
+            errors=[FieldError("name", f"at most {NAME_MAX_LENGTH} characters", "too_long")],
+        )
     permitted = allowed_scopes(kind)
-    wanted = sorted(set(scopes)) if scopes else sorted(permitted)
+    # No scopes given means everything the kind allows; an explicit empty list is a mistake,
+    # never a silent grant of every scope.
+    if scopes is not None and not scopes:
+        raise Unprocessable(
+            "a key needs at least one scope",
+            errors=[FieldError("scopes", "at least one scope", "empty")],
+        )
+    wanted = sorted(set(scopes)) if scopes is not None else sorted(permitted)
     unknown = [s for s in wanted if s not in SCOPES]
     if unknown:
         raise Unprocessable(
@@ -62,7 +76,7 @@ def create_key(
     too_wide = [s for s in wanted if s not in permitted]
     if too_wide:
         raise Unprocessable(
-            f"a {kind} key cannot hold: {', '.join(too_wide)}",
+            f"{kind} keys cannot hold: {', '.join(too_wide)}",
             errors=[
                 FieldError("scopes", f"{s} not allowed", "scope_not_allowed") for s in too_wide
             ],
@@ -71,7 +85,7 @@ def create_key(
     key = ApiKey(
         id=new_id("key"),
         kind=kind,
-        name=name.strip() or kind,
+        name=name,
         token_prefix=token[:10],
         token_hash=hash_token(token),
         scopes=wanted,
@@ -105,9 +119,16 @@ def authenticate(session: Session, token: str) -> Caller:
     key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).one_or_none()
     # The lookup is by hash; compare again in constant time so timing reveals nothing.
     if key is None or not hmac.compare_digest(key.token_hash, digest) or key.revoked_at:
-        raise Unauthenticated("the API key is missing, unknown or revoked", code="invalid_api_key")
+        raise Unauthenticated(
+            "the API key is missing, unknown or revoked",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": 'Bearer realm="seamline", error="invalid_token"'},
+        )
     stale = key.last_used_at is None or key.last_used_at < clock.now() - LAST_USED_PRECISION
-    return Caller(key.id, key.kind, frozenset(key.scopes), tuple(key.location_ids), stale)
+    # The kind caps the scopes at use too, not only at creation: a publishable key stays a
+    # storefront key even if its row was widened or the catalogue of kinds changed since.
+    scopes = frozenset(key.scopes) & allowed_scopes(key.kind)
+    return Caller(key.id, key.kind, scopes, tuple(key.location_ids), stale)
 
 
 def touch_last_used(session: Session, key_id: str) -> None:

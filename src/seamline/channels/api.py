@@ -26,7 +26,14 @@ def list_channels(
     db: DB,
     kind: ChannelKind | None = None,
     active: bool | None = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z0-9_]+$",
+            description="`next_cursor` of the previous page.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Page[ChannelOut]:
     with db.transaction(readonly=True) as session:

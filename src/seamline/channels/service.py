@@ -18,6 +18,7 @@ from seamline.kit.ids import new_id
 from seamline.kit.pagination import MAX_LIMIT
 
 MAX_ATTRIBUTES_BYTES = 16_384
+ID_MAX_LENGTH = 40  # the width of Channel.id
 
 
 def _snapshot(channel: Channel) -> dict[str, Any]:
@@ -32,7 +33,8 @@ def _snapshot(channel: Channel) -> dict[str, Any]:
 
 
 def _check_attributes(attributes: dict[str, Any]) -> None:
-    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+    size = len(json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_ATTRIBUTES_BYTES:
         raise Unprocessable(
             "attributes are too large",
             errors=[
@@ -45,11 +47,7 @@ def create_channel(session: Session, data: ChannelCreate) -> Channel:
     """Register a channel; handles are unique so reports and URLs can name it."""
     _check_attributes(data.attributes)
     if session.scalar(select(Channel.id).where(Channel.handle == data.handle)):
-        raise Conflict(
-            f"a channel with handle {data.handle!r} exists",
-            code="channel_handle_taken",
-            errors=[FieldError("body.handle", "already taken", "taken")],
-        )
+        raise _handle_taken(data.handle)
     now = clock.now()
     channel = Channel(
         id=new_id("chn"),
@@ -66,9 +64,7 @@ def create_channel(session: Session, data: ChannelCreate) -> Channel:
     try:
         session.flush()
     except IntegrityError as exc:  # lost a race with a concurrent create of the same handle
-        raise Conflict(
-            f"a channel with handle {data.handle!r} exists", code="channel_handle_taken"
-        ) from exc
+        raise _handle_taken(data.handle) from exc
     emit(
         session,
         "channel.created",
@@ -79,11 +75,28 @@ def create_channel(session: Session, data: ChannelCreate) -> Channel:
     return channel
 
 
-def get_channel(session: Session, channel_id: str) -> Channel:
-    channel = session.get(Channel, channel_id)
+def _handle_taken(handle: str) -> Conflict:
+    return Conflict(
+        f"a channel with handle {handle!r} exists",
+        code="channel_handle_taken",
+        errors=[FieldError("body.handle", "already taken", "taken")],
+    )
+
+
+def _find(session: Session, channel_id: str, *, for_update: bool = False) -> Channel:
+    # An id that cannot exist is simply not found: it never reaches the database, where a NUL
+    # byte would be an error on PostgreSQL rather than a miss.
+    channel = None
+    if len(channel_id) <= ID_MAX_LENGTH and "\x00" not in channel_id:
+        channel = session.get(Channel, channel_id, with_for_update=for_update)
     if channel is None:
-        raise NotFound(f"no channel {channel_id}", code="channel_not_found")
+        shown = channel_id if len(channel_id) <= ID_MAX_LENGTH else channel_id[:ID_MAX_LENGTH] + "…"
+        raise NotFound(f"no channel {shown!r}", code="channel_not_found")
     return channel
+
+
+def get_channel(session: Session, channel_id: str) -> Channel:
+    return _find(session, channel_id)
 
 
 def list_channels(
@@ -94,7 +107,8 @@ def list_channels(
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[Channel], str | None]:
-    """Channels in creation order; ``cursor`` is the last id of the previous page."""
+    """Channels in id order (creation order, to the millisecond); ``cursor`` is the last id of
+    the previous page, so pages stay stable while channels are added."""
     limit = max(1, min(limit, MAX_LIMIT))
     stmt = select(Channel).order_by(Channel.id).limit(limit + 1)
     if kind:
@@ -109,15 +123,22 @@ def list_channels(
 
 
 def update_channel(session: Session, channel_id: str, data: ChannelUpdate) -> Channel:
-    channel = session.get(Channel, channel_id, with_for_update=True)
-    if channel is None:
-        raise NotFound(f"no channel {channel_id}", code="channel_not_found")
-    changes = data.model_dump(exclude_unset=True)
-    if "attributes" in changes and changes["attributes"] is not None:
+    """Change the fields sent; ``null`` clears ``location_id`` and is ignored elsewhere.
+
+    A request that changes nothing writes nothing: no new ``updated_at``, no event.
+    """
+    channel = _find(session, channel_id, for_update=True)
+    changes = {
+        field: value
+        for field, value in data.model_dump(exclude_unset=True).items()
+        if not (value is None and field in ("name", "active", "attributes"))
+    }
+    if "attributes" in changes:
         _check_attributes(changes["attributes"])
+    changes = {f: v for f, v in changes.items() if getattr(channel, f) != v}
+    if not changes:
+        return channel
     for field, value in changes.items():
-        if value is None and field in ("name", "active", "attributes"):
-            continue
         setattr(channel, field, value)
     channel.updated_at = clock.now()
     session.flush()

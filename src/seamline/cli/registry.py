@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from seamline.channels import service as channels
 from seamline.channels.schemas import ChannelCreate
-from seamline.cli.common import console, runtime
+from seamline.cli.common import console, err_console, runtime
 from seamline.events import service as events
-from seamline.events.schemas import WebhookEndpointCreate
+from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
+
+M = TypeVar("M", bound=BaseModel)
 
 channels_app = typer.Typer(help="The channel registry.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Outbound webhook endpoints.", no_args_is_help=True)
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    """Validate CLI input like the API does; print field errors (no traceback) and exit 2."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err_console.print("[red]error[/red] validation_failed: the input has invalid fields")
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "input"
+            err_console.print(f"  {where}: {error['msg']}")
+        raise typer.Exit(2) from exc
 
 
 @channels_app.command("create")
@@ -27,8 +42,9 @@ def channel_create(
     location: Annotated[str | None, typer.Option(help="Store location id")] = None,
 ) -> None:
     """Register a channel."""
-    data = ChannelCreate.model_validate(
-        {"kind": kind, "handle": handle, "name": name or handle, "location_id": location}
+    data = _validated(
+        ChannelCreate,
+        {"kind": kind, "handle": handle, "name": name or handle, "location_id": location},
     )
     with runtime() as rt, rt.db.transaction() as session:
         channel = channels.create_channel(session, data)
@@ -57,8 +73,8 @@ def webhook_create(
     description: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Subscribe an endpoint; prints its signing secret once."""
-    data = WebhookEndpointCreate.model_validate(
-        {"url": url, "event_types": event, "description": description}
+    data = _validated(
+        WebhookEndpointCreate, {"url": url, "event_types": event, "description": description}
     )
     with runtime() as rt, rt.db.transaction() as session:
         endpoint, secret = events.create_endpoint(session, data, box=rt.box)
@@ -85,6 +101,16 @@ def webhook_rotate(endpoint_id: str) -> None:
         endpoint, secret = events.rotate_secret(session, endpoint_id, box=rt.box)
         console.print(f"[green]rotated[/green] {endpoint.id}; new secret (shown once):")
     typer.echo(secret)
+
+
+@webhooks_app.command("enable")
+def webhook_enable(endpoint_id: str) -> None:
+    """Re-enable an endpoint (after fixing the receiver); replay its dead letters afterwards."""
+    data = WebhookEndpointUpdate(status="enabled")
+    with runtime() as rt, rt.db.transaction() as session:
+        endpoint = events.update_endpoint(session, endpoint_id, data)
+        console.print(f"[green]enabled[/green] {endpoint.id} -> {endpoint.url}")
+    console.print("replay what died meanwhile: seamline worker --dead, then --replay")
 
 
 @webhooks_app.command("attempts")

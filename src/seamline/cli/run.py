@@ -51,10 +51,15 @@ def worker(
     dead: Annotated[bool, typer.Option("--dead", help="List dead letters and exit")] = False,
     replay: Annotated[
         str | None,
-        typer.Option("--replay", help="Re-queue dead letters: an id, or 'all'", metavar="ID|all"),
+        typer.Option(
+            "--replay",
+            help="Re-queue dead letters: an id (with --kind), or 'all'",
+            metavar="ID|all",
+        ),
     ] = None,
     replay_kind: Annotated[
-        str | None, typer.Option("--kind", help="With --replay: delivery or timer")
+        str | None,
+        typer.Option("--kind", help="With --replay: delivery or timer (required with an id)"),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Process what is due, then exit")] = False,
 ) -> None:

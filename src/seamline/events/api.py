@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from seamline.api.deps import DB, scoped
 from seamline.events import service
@@ -18,10 +18,13 @@ from seamline.events.schemas import (
 )
 from seamline.kit.crypto import SecretBox
 from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from seamline.kit.schemas import REFERENCE_PATTERN
 
 router = APIRouter(tags=["webhooks"])
 
-Cursor = Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")]
+# Cursors are row sequence numbers: at most 18 digits, so they always fit a BIGINT.
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
+EndpointId = Annotated[str, Path(max_length=40, pattern=REFERENCE_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
@@ -49,13 +52,15 @@ def list_endpoints(db: DB) -> Page[WebhookEndpointOut]:
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", **scoped("webhooks:read"))
-def get_endpoint(endpoint_id: str, db: DB) -> WebhookEndpointOut:
+def get_endpoint(endpoint_id: EndpointId, db: DB) -> WebhookEndpointOut:
     with db.transaction(readonly=True) as session:
         return WebhookEndpointOut.model_validate(service.get_endpoint(session, endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", **scoped("webhooks:write"))
-def update_endpoint(endpoint_id: str, body: WebhookEndpointUpdate, db: DB) -> WebhookEndpointOut:
+def update_endpoint(
+    endpoint_id: EndpointId, body: WebhookEndpointUpdate, db: DB
+) -> WebhookEndpointOut:
     """Change URL, event types or description; ``status: enabled`` re-enables a disabled one."""
     with db.transaction() as session:
         return WebhookEndpointOut.model_validate(
@@ -64,7 +69,7 @@ def update_endpoint(endpoint_id: str, body: WebhookEndpointUpdate, db: DB) -> We
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", **scoped("webhooks:write"))
-def rotate_secret(endpoint_id: str, db: DB, request: Request) -> WebhookEndpointWithSecret:
+def rotate_secret(endpoint_id: EndpointId, db: DB, request: Request) -> WebhookEndpointWithSecret:
     """A new secret; deliveries carry signatures with both secrets for the next 24 hours."""
     with db.transaction() as session:
         endpoint, secret = service.rotate_secret(session, endpoint_id, box=_box(request))
@@ -78,14 +83,14 @@ def rotate_secret(endpoint_id: str, db: DB, request: Request) -> WebhookEndpoint
     response_class=Response,
     **scoped("webhooks:write"),
 )
-def delete_endpoint(endpoint_id: str, db: DB) -> None:
+def delete_endpoint(endpoint_id: EndpointId, db: DB) -> None:
     with db.transaction() as session:
         service.delete_endpoint(session, endpoint_id)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", **scoped("webhooks:read"))
 def list_attempts(
-    endpoint_id: str, db: DB, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+    endpoint_id: EndpointId, db: DB, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[WebhookAttemptOut]:
     """Every delivery attempt to this endpoint, newest first."""
     with db.transaction(readonly=True) as session:
@@ -100,7 +105,9 @@ def list_attempts(
 @router.get("/events", tags=["events"], **scoped("events:read"))
 def list_events(
     db: DB,
-    type_prefix: Annotated[str | None, Query(alias="type", max_length=100)] = None,
+    type_prefix: Annotated[
+        str | None, Query(alias="type", max_length=100, pattern=r"^[a-z_.]+$")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[EventOut]:

@@ -21,10 +21,13 @@ def fan_out_to_webhooks(session: Session, event: Event) -> None:
             WebhookEndpoint.status == "enabled"
         )
     ).all()
+    # Idempotent: a replayed fan-out skips endpoints that already have this event queued.
+    queued = set(session.scalars(select(Delivery.consumer).where(Delivery.event_seq == event.seq)))
     wanted = [
         endpoint_id
         for endpoint_id, patterns in endpoints
         if any(fnmatch.fnmatchcase(event.type, p) for p in patterns)
+        and consumer_name(endpoint_id) not in queued
     ]
     if not wanted:
         return

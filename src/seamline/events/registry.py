@@ -72,6 +72,10 @@ class Consumer:
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
 
 
+# Consumers the worker treats as external sinks (leased, sent outside the transaction):
+# the stream (``stream:nats``) and webhook endpoints (``webhook:<id>``).
+RESERVED_PREFIXES = ("stream:", "webhook:")
+
 _consumers: dict[str, Consumer] = {}
 _timer_kinds: dict[str, TimerHandler] = {}
 _loaded: set[str] = set()
@@ -87,6 +91,8 @@ def on(*patterns: str, name: str | None = None) -> Callable[[EventHandler], Even
 
     def register(fn: EventHandler) -> EventHandler:
         consumer_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if consumer_name.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"consumer names starting with {RESERVED_PREFIXES} are reserved")
         _consumers[consumer_name] = Consumer(consumer_name, patterns or ("*",), fn)
         return fn
 

@@ -14,7 +14,7 @@ from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
 from seamline.events.webhooks import consumer_name
 from seamline.kit import clock
 from seamline.kit.crypto import SecretBox
-from seamline.kit.errors import NotFound
+from seamline.kit.errors import FieldError, NotFound, Unprocessable
 from seamline.kit.ids import new_id, new_secret
 from seamline.kit.pagination import MAX_LIMIT
 
@@ -88,10 +88,13 @@ def rotate_secret(
 
 
 def delete_endpoint(session: Session, endpoint_id: str) -> None:
+    """Remove an endpoint, its attempt log, and whatever was still queued or dead for it."""
     endpoint = get_endpoint(session, endpoint_id, lock=True)
+    # Dead letters go too: replaying them could only fail again ("endpoint was deleted").
     session.execute(
         delete(Delivery).where(
-            Delivery.consumer == consumer_name(endpoint.id), Delivery.status == "pending"
+            Delivery.consumer == consumer_name(endpoint.id),
+            Delivery.status.in_(("pending", "dead")),
         )
     )
     session.delete(endpoint)
@@ -171,7 +174,23 @@ def list_dead(session: Session) -> list[DeadLetter]:
 
 
 def replay_dead(session: Session, *, kind: str | None = None, ids: list[int] | None = None) -> int:
-    """Put dead deliveries/timers back in the queue with a fresh retry budget."""
+    """Put dead deliveries/timers back in the queue with a fresh retry budget.
+
+    Delivery ids and timer ids are separate sequences, so replaying by id needs ``kind``:
+    otherwise ``--replay 5`` would also re-fire an unrelated timer 5.
+    """
+    if kind not in (None, "delivery", "timer"):
+        raise Unprocessable(
+            f"unknown dead letter kind {kind!r}",
+            code="invalid_dead_letter_kind",
+            errors=[FieldError("kind", "delivery or timer", "invalid")],
+        )
+    if ids is not None and kind is None:
+        raise Unprocessable(
+            "say which kind of dead letter the ids are (delivery or timer)",
+            code="dead_letter_kind_required",
+            errors=[FieldError("kind", "required when replaying by id", "required")],
+        )
     now = clock.now()
     count = 0
     if kind in (None, "delivery"):

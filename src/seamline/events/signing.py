@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+# A v1 signature is a lower-case hex SHA-256 digest; anything else is not a candidate.
+_V1 = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureError(ValueError):
@@ -33,22 +38,28 @@ def verify(
     """Check a delivery the way a receiver should; returns the signed timestamp.
 
     Compares in constant time and refuses timestamps older (or newer) than ``tolerance`` seconds,
-    which stops replays of captured deliveries.
+    which stops replays of captured deliveries. Unknown schemes (``v0=…``) are ignored.
     """
     timestamp: int | None = None
-    candidates: list[str] = []
-    for item in signature_header.split(","):
+    candidates: list[bytes] = []
+    for item in (signature_header or "").split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII only: str.isdigit() would accept other scripts' digits, and compare_digest
+        # raises TypeError (not SignatureError) on non-ASCII text.
+        if key == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
-        elif key == "v1" and value:
-            candidates.append(value)
+        elif key == "v1" and _V1.fullmatch(value):
+            candidates.append(value.encode("ascii"))
     if timestamp is None or not candidates:
         raise SignatureError("malformed signature header")
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise SignatureError("timestamp outside the tolerance window")
-    expected = compute(body, secret, timestamp)
-    if not any(hmac.compare_digest(expected, c) for c in candidates):
+    expected = compute(body, secret, timestamp).encode("ascii")
+    # Check every candidate (no early exit) so timing does not reveal which one matched.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
         raise SignatureError("no signature matches")
     return timestamp

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import httpx
 import structlog
+from cryptography.fernet import InvalidToken
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,9 @@ from seamline.kit.crypto import SecretBox
 log = structlog.get_logger("seamline.webhooks")
 
 PREFIX = "webhook:"
+# What is kept of a receiver's response body for the attempt log, and the most we ever read.
+EXCERPT_CHARS = 1000
+READ_LIMIT = 4096
 
 
 def consumer_name(endpoint_id: str) -> str:
@@ -39,6 +43,11 @@ def signing_secrets(endpoint: WebhookEndpoint, box: SecretBox, now: datetime) ->
     ):
         secrets.append(box.open(endpoint.previous_secret_encrypted))
     return secrets
+
+
+def printable(text: str, limit: int) -> str:
+    """Text safe to store and show: PostgreSQL refuses NUL, and logs should not carry escapes."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text[:limit])
 
 
 def body_of(item: Leased) -> bytes:
@@ -66,17 +75,26 @@ class WebhookSender:
     def send(self, db: Database, items: list[Leased]) -> None:
         ids = {item.consumer[len(PREFIX) :] for item in items}
         now = clock.now()
+        targets: dict[str, tuple[str, str, list[str]] | str] = {}
         with db.transaction(readonly=True) as session:
-            endpoints = {
-                e.id: (e.url, e.status, signing_secrets(e, self.box, now))
-                for e in (session.get(WebhookEndpoint, i) for i in ids)
-                if e is not None
-            }
+            for endpoint_id in ids:
+                endpoint = session.get(WebhookEndpoint, endpoint_id)
+                if endpoint is None:
+                    continue
+                try:
+                    secrets = signing_secrets(endpoint, self.box, now)
+                except InvalidToken:
+                    # One endpoint whose secret cannot be opened must not fail the whole batch.
+                    targets[endpoint_id] = "cannot decrypt the signing secret (secret key changed?)"
+                    continue
+                targets[endpoint_id] = (endpoint.url, endpoint.status, secrets)
         jobs = []
         for item in items:
-            target = endpoints.get(item.consumer[len(PREFIX) :])
+            target = targets.get(item.consumer[len(PREFIX) :])
             if target is None:
                 item.outcome = Outcome(False, "endpoint was deleted", final=True)
+            elif isinstance(target, str):
+                item.outcome = Outcome(False, target)
             elif target[1] != "enabled":
                 item.outcome = Outcome(False, "endpoint is disabled", final=True)
             else:
@@ -100,19 +118,33 @@ class WebhookSender:
             "Seamline-Signature": signing.header(body, secrets, timestamp),
         }
         started = time.perf_counter()
+        status_code: int | None = None
+        failure: Exception | None = None
+        head = bytearray()
         try:
-            response = self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            elapsed = int((time.perf_counter() - started) * 1000)
-            return Outcome(False, f"{type(exc).__name__}: {exc}"[:500], duration_ms=elapsed)
+            # Streamed so a receiver answering with a huge body cannot exhaust memory: only the
+            # first READ_LIMIT bytes are read, the rest is dropped with the connection.
+            with self.client.stream("POST", url, content=body, headers=headers) as response:
+                status_code = response.status_code
+                for chunk in response.iter_bytes():
+                    head += chunk
+                    if len(head) >= READ_LIMIT:
+                        break
+        except Exception as exc:  # any failure is a failed attempt, never a failed batch
+            # Once the status line has arrived, a broken body after it changes nothing.
+            failure = exc
         elapsed = int((time.perf_counter() - started) * 1000)
-        ok = 200 <= response.status_code < 300
+        if status_code is None:
+            error = f"{type(failure).__name__}: {failure}"
+            return Outcome(False, printable(error, 500), duration_ms=elapsed)
+        ok = 200 <= status_code < 300
+        text = bytes(head[:READ_LIMIT]).decode("utf-8", errors="replace")
         return Outcome(
             ok,
-            None if ok else f"HTTP {response.status_code}",
-            status_code=response.status_code,
+            None if ok else f"HTTP {status_code}",
+            status_code=status_code,
             duration_ms=elapsed,
-            excerpt=response.text[:1000] if response.content else None,
+            excerpt=printable(text, EXCERPT_CHARS) if head else None,
         )
 
     def record(self, session: Session, item: Leased, *, next_retry_at: datetime | None) -> None:

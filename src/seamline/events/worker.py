@@ -7,6 +7,8 @@ called outside any transaction, and recorded afterwards: at least once, deduplic
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -162,9 +164,12 @@ class Worker:
         if consumer is None:
             _fail(row, f"no handler named {row.consumer!r} is registered", None, now)
             return
+        # Each handler gets its own copy of the payload: one that changes it (a dict is mutable
+        # even in a frozen Event) must not change what the next consumer in the batch sees.
+        private = dataclasses.replace(event, payload=copy.deepcopy(event.payload))
         savepoint = session.begin_nested()
         try:
-            consumer.handler(session, event)
+            consumer.handler(session, private)
             savepoint.commit()
         except Exception as exc:
             savepoint.rollback()
@@ -205,6 +210,11 @@ class Worker:
                 if item.outcome.ok:
                     row.status, row.done_at, row.last_error = "done", now, None
                     row.locked_until = None
+                elif row.attempts != item.attempts:
+                    # Our lease lapsed and another worker has leased the row since: a failure
+                    # here must not reschedule it (nor clear that worker's lease, which would
+                    # let a third one send it too). The newer attempt's outcome decides.
+                    log.info("stale_lease", delivery_id=row.id, consumer=row.consumer)
                 else:
                     delay_for: Callable[[int], timedelta | None] = (
                         retry.stream_delay if kind == "stream" else retry.webhook_delay
@@ -243,6 +253,11 @@ class Worker:
                     log.warning("timer_failed", key=timer.key, error=repr(exc))
                     _fail(timer, repr(exc), retry.handler_delay(timer.attempts), now)
                     continue
-                timer.status, timer.fired_at, timer.last_error = "fired", now, None
                 metrics.TIMERS_FIRED.inc()
+                if timer.status == "pending" and timer.attempts == 0:
+                    # The handler scheduled its own key again (a recurring "later"): schedule()
+                    # reset the attempts and moved fire_at, so the timer stays armed.
+                    timer.fired_at, timer.last_error = now, None
+                    continue
+                timer.status, timer.fired_at, timer.last_error = "fired", now, None
             return len(timers)

@@ -15,6 +15,12 @@ class SecretBox:
         digest = hashlib.sha256(b"seamline-secret-box:" + secret_key.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
 
+    def seal_bytes(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def open_bytes(self, token: bytes) -> bytes:
+        return self._fernet.decrypt(token)
+
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
 

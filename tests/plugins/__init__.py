@@ -1,0 +1,1 @@
+"""Handler modules for tests, loadable into a separate process with ``SEAMLINE_PLUGINS``."""

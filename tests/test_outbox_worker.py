@@ -1,0 +1,562 @@
+"""The outbox and its worker: transactional emit, retries, savepoints, order, dead letters.
+
+The handlers below are global for the process (every ``emit`` creates a delivery for each
+consumer whose pattern matches), so they react only to ``test.outbox.*`` / ``test.concurrent.*``.
+Their effects are rows in a table the test creates with raw SQL: no unique constraint, so a
+duplicate effect would be visible.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from seamline.cli.main import app as cli_app
+from seamline.db.engine import Database
+from seamline.events import registry, retry
+from seamline.events.models import Delivery, OutboxEvent
+from seamline.events.outbox import STREAM_CONSUMER, emit
+from seamline.events.registry import Event, Leased, Outcome
+from seamline.events.worker import Worker
+from seamline.kit.clock import FrozenClock
+from seamline.runtime import Runtime
+from seamline.settings import Settings, get_settings
+
+RECORDER = "test.outbox.recorder"
+MUTATOR = "test.outbox.mutator"
+CONCURRENT = "test.outbox.concurrent"
+EFFECTS = "test_outbox_effects"
+
+
+class WorkerCrash(BaseException):
+    """Stands for the process dying in the middle of a batch (not an ordinary failure)."""
+
+
+# (key, ok, payload seen) per call of the recorder, in call order.
+CALLS: list[tuple[str, bool, dict[str, Any]]] = []
+# How many times each event has failed so far (kept outside the database on purpose).
+FAILED: dict[str, int] = {}
+CRASHED: set[str] = set()
+
+
+# Registered before the recorder so, within one batch, its delivery for an event comes first.
+@registry.on("test.outbox.mutate", name=MUTATOR)
+def mutate_payload(session: Session, event: Event) -> None:
+    event.payload["key"] = "mutated"
+    event.payload.pop("keep", None)
+
+
+@registry.on("test.outbox.*", name=RECORDER)
+def record(session: Session, event: Event) -> None:
+    """Writes its effect first, then fails ``payload["fail"]`` times (the effect must vanish)."""
+    key = str(event.payload["key"])
+    seen = dict(event.payload)
+    session.execute(
+        text(f"INSERT INTO {EFFECTS} (event_id, k) VALUES (:e, :k)"), {"e": event.id, "k": key}
+    )
+    if event.payload.get("crash") and event.id not in CRASHED:
+        CRASHED.add(event.id)
+        raise WorkerCrash(key)
+    failed = FAILED.get(event.id, 0)
+    if failed < int(event.payload.get("fail", 0)):
+        FAILED[event.id] = failed + 1
+        CALLS.append((key, False, seen))
+        raise RuntimeError(f"boom {key}")
+    CALLS.append((key, True, seen))
+
+
+@registry.on("test.concurrent.*", name=CONCURRENT)
+def record_concurrent(session: Session, event: Event) -> None:
+    session.execute(
+        text(
+            "INSERT INTO test_concurrent_effects (event_id, agg, n, worker) VALUES (:e, :a, :n, :w)"
+        ),
+        {
+            "e": event.id,
+            "a": event.aggregate_id,
+            "n": event.payload["n"],
+            "w": threading.current_thread().name,
+        },
+    )
+    time.sleep(0.001)  # long enough for the two workers' batches to overlap
+
+
+@pytest.fixture(autouse=True)
+def live_log_stream() -> Iterator[None]:
+    """Log to the stream pytest has now: a CLI test that ran earlier in this process may have
+    left structlog printing to its CliRunner's stderr, which is closed by now."""
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
+def effects(db: Database) -> Iterator[None]:
+    CALLS.clear()
+    FAILED.clear()
+    CRASHED.clear()
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {EFFECTS}"))
+        conn.execute(text(f"CREATE TABLE {EFFECTS} (event_id VARCHAR(40) NOT NULL, k VARCHAR(40))"))
+    yield
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {EFFECTS}"))
+
+
+def put(
+    db: Database, key: str, *, aggregate: str = "a1", kind: str = "test.outbox.x", **extra: Any
+) -> str:
+    with db.transaction() as session:
+        return emit(
+            session,
+            kind,
+            aggregate_type="test",
+            aggregate_id=aggregate,
+            payload={"key": key, **extra},
+        )
+
+
+def delivery(db: Database, event_id: str, consumer: str = RECORDER) -> Delivery:
+    with db.transaction(readonly=True) as session:
+        return session.execute(
+            select(Delivery)
+            .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+            .where(OutboxEvent.id == event_id, Delivery.consumer == consumer)
+        ).scalar_one()
+
+
+def effect_rows(db: Database) -> list[tuple[str, str]]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT event_id, k FROM {EFFECTS} ORDER BY k, event_id"))
+        return [(r[0], r[1]) for r in rows]
+
+
+def ok_keys() -> list[str]:
+    return [key for key, ok, _ in CALLS if ok]
+
+
+# -- 1. the outbox is part of the caller's transaction ------------------------------------------
+def test_emit_in_rolled_back_transaction_leaves_no_event_and_no_delivery(db: Database) -> None:
+    db.wakeup.clear()
+    inside: list[int] = []
+
+    def emit_then_fail() -> None:
+        with db.transaction() as session:
+            emit(
+                session,
+                "test.outbox.x",
+                aggregate_type="test",
+                aggregate_id="a1",
+                payload={"key": "R"},
+            )
+            # Inside the transaction the rows exist (so the rollback is what removes them).
+            inside.append(int(session.scalar(select(func.count()).select_from(OutboxEvent)) or 0))
+            inside.append(int(session.scalar(select(func.count()).select_from(Delivery)) or 0))
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError, match="abort"):
+        emit_then_fail()
+    assert inside[0] == 1
+    assert inside[1] >= 1
+    with db.transaction(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert not db.wakeup.is_set(), "a rolled-back emit must not wake the worker"
+
+    event_id = put(db, "C")
+    assert db.wakeup.is_set()
+    with db.transaction(readonly=True) as session:
+        consumers = set(
+            session.scalars(
+                select(Delivery.consumer)
+                .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+                .where(OutboxEvent.id == event_id)
+            )
+        )
+    assert RECORDER in consumers
+    assert "webhooks.fanout" in consumers
+    assert MUTATOR not in consumers  # its pattern does not match test.outbox.x
+    assert STREAM_CONSUMER not in consumers  # this database has no stream
+
+
+def test_stream_delivery_only_when_the_database_streams(database_url: str) -> None:
+    streaming = Database(database_url, stream_enabled=True)
+    try:
+        with streaming.transaction() as session:
+            emit(
+                session,
+                "test.outbox.x",
+                aggregate_type="test",
+                aggregate_id="s",
+                payload={"key": "S"},
+            )
+        with streaming.transaction(readonly=True) as session:
+            consumers = set(session.scalars(select(Delivery.consumer)))
+        assert STREAM_CONSUMER in consumers
+        assert RECORDER in consumers
+    finally:
+        streaming.dispose()
+
+
+# -- 2. at least once: a failure is recorded and retried after its backoff ----------------------
+def test_failure_is_recorded_and_retried_after_the_backoff(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    t0 = clock.current
+    event_id = put(db, "F1", fail=1)
+    worker = runtime.worker()
+
+    worker.run_once()
+    row = delivery(db, event_id)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "boom F1" in row.last_error
+    assert retry.handler_delay(1) == timedelta(seconds=2)
+    assert row.next_attempt_at == t0 + timedelta(seconds=2)
+    assert row.done_at is None
+    assert effect_rows(db) == [], "the failed call's write must be rolled back"
+
+    clock.advance(seconds=1.999)
+    assert worker.drain() == 0
+    assert [k for k, _, _ in CALLS] == ["F1"], "retried before its delay"
+    assert delivery(db, event_id).attempts == 1
+
+    clock.advance(seconds=0.001)
+    worker.drain()
+    row = delivery(db, event_id)
+    assert (row.status, row.attempts, row.last_error) == ("done", 2, None)
+    assert row.done_at == clock.current
+    assert effect_rows(db) == [(event_id, "F1")]
+
+    clock.advance(hours=2)
+    assert worker.drain() == 0
+    assert len(CALLS) == 2
+    assert ok_keys() == ["F1"]
+    assert effect_rows(db) == [(event_id, "F1")]
+
+
+def test_backoff_doubles_and_gives_up_after_ten_attempts() -> None:
+    assert [retry.handler_delay(n) for n in range(1, 10)] == [
+        timedelta(seconds=2**n) for n in range(1, 10)
+    ]
+    assert retry.handler_delay(10) is None
+    assert retry.HANDLER_MAX_ATTEMPTS == 10
+
+
+# -- 3. a handler's writes commit with its delivery, or not at all -------------------------------
+def test_failed_handler_writes_roll_back_but_the_rest_of_the_batch_commits(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    good = put(db, "G", aggregate="g")
+    bad = put(db, "B", aggregate="b", fail=1)
+    worker = runtime.worker()
+
+    worker.run_once()  # one batch: both deliveries
+    assert [(k, ok) for k, ok, _ in CALLS] == [("G", True), ("B", False)]
+    assert effect_rows(db) == [(good, "G")], "only the successful handler's write survives"
+    assert delivery(db, good).status == "done"
+    assert (delivery(db, bad).status, delivery(db, bad).attempts) == ("pending", 1)
+
+    clock.advance(seconds=2)
+    worker.drain()
+    assert effect_rows(db) == [(bad, "B"), (good, "G")]
+    assert delivery(db, bad).status == "done"
+
+
+def test_worker_dying_mid_batch_commits_neither_effects_nor_progress(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    first = put(db, "K1", aggregate="k1")
+    second = put(db, "K2", aggregate="k2", crash=True)
+    worker = runtime.worker()
+
+    with pytest.raises(WorkerCrash):
+        worker.run_once()
+    # K1's handler ran and its savepoint was released, but the batch never committed.
+    assert ok_keys() == ["K1"]
+    assert effect_rows(db) == []
+    for event_id in (first, second):
+        row = delivery(db, event_id)
+        assert (row.status, row.attempts, row.done_at) == ("pending", 0, None)
+
+    worker.drain()  # the restarted worker delivers both, each effect once
+    assert effect_rows(db) == [(first, "K1"), (second, "K2")]
+    assert [delivery(db, e).attempts for e in (first, second)] == [1, 1]
+
+
+def test_a_handler_cannot_change_the_event_another_consumer_sees(
+    db: Database, runtime: Runtime
+) -> None:
+    event_id = put(db, "P", kind="test.outbox.mutate", keep=[1, 2])
+    runtime.worker().drain()
+    assert delivery(db, event_id, MUTATOR).status == "done"
+    assert [seen for _, _, seen in CALLS] == [{"key": "P", "keep": [1, 2]}]
+
+
+# -- 4. order per aggregate -----------------------------------------------------------------------
+def test_events_of_one_aggregate_wait_for_the_earlier_one(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    a1 = put(db, "A1", aggregate="A", fail=1)
+    a2 = put(db, "A2", aggregate="A")
+    a3 = put(db, "A3", aggregate="A")
+    put(db, "B1", aggregate="B")
+    worker = runtime.worker()
+
+    worker.drain()
+    assert [(k, ok) for k, ok, _ in CALLS] == [("A1", False), ("B1", True)]
+    assert delivery(db, a1).attempts == 1
+    for later in (a2, a3):
+        row = delivery(db, later)
+        assert (row.status, row.attempts) == ("pending", 0), "overtook the failed A1"
+
+    clock.advance(seconds=1)
+    worker.drain()
+    assert len(CALLS) == 2, "nothing of A may run while A1 waits for its retry"
+
+    clock.advance(seconds=1)
+    worker.drain()
+    assert [(k, ok) for k, ok, _ in CALLS] == [
+        ("A1", False),
+        ("B1", True),
+        ("A1", True),
+        ("A2", True),
+        ("A3", True),
+    ]
+    assert all(delivery(db, e).status == "done" for e in (a1, a2, a3))
+
+
+# -- 5. dead letters, listed and replayed from the CLI -------------------------------------------
+def run_worker_cli(settings: Settings, *args: str) -> str:
+    env = {
+        "SEAMLINE_DATABASE_URL": settings.database_url,
+        "SEAMLINE_DATA_DIR": str(settings.data_dir),
+        "SEAMLINE_SECRET_KEY": settings.secret_key,
+        "SEAMLINE_NATS_URL": None,
+        "SEAMLINE_PLUGINS": None,
+        "COLUMNS": "250",
+    }
+    # The command configures logging to the stderr it sees, which CliRunner closes afterwards:
+    # put the previous configuration back so later log lines do not hit a closed file.
+    logging_config = structlog.get_config()
+    get_settings.cache_clear()
+    try:
+        result = CliRunner(env=env).invoke(cli_app, ["worker", *args])
+    finally:
+        get_settings.cache_clear()
+        structlog.configure(**logging_config)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_dead_letter_after_ten_attempts_then_listed_and_replayed(
+    db: Database, runtime: Runtime, clock: FrozenClock, settings: Settings
+) -> None:
+    event_id = put(db, "D", fail=retry.HANDLER_MAX_ATTEMPTS)
+    worker = runtime.worker()
+
+    for attempt in range(1, retry.HANDLER_MAX_ATTEMPTS + 1):
+        failed_at = clock.current
+        worker.drain()
+        row = delivery(db, event_id)
+        assert row.attempts == attempt
+        if attempt < retry.HANDLER_MAX_ATTEMPTS:
+            assert row.status == "pending"
+            assert row.next_attempt_at == failed_at + timedelta(seconds=2**attempt)
+            clock.advance(seconds=2**attempt)
+    row = delivery(db, event_id)
+    assert row.status == "dead"
+    assert row.last_error is not None
+    assert "boom D" in row.last_error
+    assert len(CALLS) == retry.HANDLER_MAX_ATTEMPTS
+    clock.advance(days=1)
+    worker.drain()
+    assert len(CALLS) == retry.HANDLER_MAX_ATTEMPTS, "a dead letter is not retried"
+
+    listed = run_worker_cli(settings, "--dead")
+    assert event_id in listed
+    assert RECORDER in listed
+    assert "boom D" in listed
+
+    assert "re-queued 1 dead letter(s)" in run_worker_cli(settings, "--replay", "all")
+    row = delivery(db, event_id)
+    assert (row.status, row.attempts) == ("pending", 0)
+
+    assert "processed" in run_worker_cli(settings, "--once")
+    row = delivery(db, event_id)
+    assert (row.status, row.attempts, row.last_error) == ("done", 1, None)
+    assert effect_rows(db) == [(event_id, "D")]
+    assert "no dead letters" in run_worker_cli(settings, "--dead")
+
+
+# -- 7. several workers against one PostgreSQL -----------------------------------------------------
+@pytest.mark.postgres_only
+def test_two_workers_deliver_each_event_exactly_once_and_in_order(database_url: str) -> None:
+    events, aggregates = 500, 25
+    setup = Database(database_url)
+    with setup.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS test_concurrent_effects"))
+        conn.execute(
+            text(
+                "CREATE TABLE test_concurrent_effects (id BIGSERIAL PRIMARY KEY,"
+                " event_id TEXT NOT NULL, agg TEXT NOT NULL, n INTEGER NOT NULL, worker TEXT)"
+            )
+        )
+    with setup.transaction() as session:
+        for n in range(events):
+            emit(
+                session,
+                "test.concurrent.tick",
+                aggregate_type="test",
+                aggregate_id=f"agg{n % aggregates}",
+                payload={"n": n},
+            )
+
+    def pending() -> int:
+        with setup.transaction(readonly=True) as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.consumer == CONCURRENT, Delivery.status == "pending")
+                )
+                or 0
+            )
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+    deadline = time.monotonic() + 60
+
+    def drain(name: str) -> None:
+        db = Database(database_url)
+        worker = Worker(db, batch_size=25)
+        try:
+            start.wait()
+            while time.monotonic() < deadline:
+                if worker.run_once() == 0:
+                    if pending() == 0:
+                        return
+                    time.sleep(0.005)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=drain, args=(f"w{i}",), name=f"w{i}") for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    try:
+        assert not errors, errors
+        assert pending() == 0, "the workers did not finish in time"
+        with setup.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT event_id, agg, n, worker FROM test_concurrent_effects ORDER BY id")
+            ).all()
+        with setup.transaction(readonly=True) as session:
+            emitted = set(session.scalars(select(OutboxEvent.id)))
+        ids = [r[0] for r in rows]
+        assert len(ids) == events
+        assert set(ids) == emitted, "an event was missed"
+        assert len(set(ids)) == len(ids), "an event was delivered twice"
+        by_agg: dict[str, list[int]] = {}
+        for _, agg, n, _ in rows:
+            by_agg.setdefault(agg, []).append(n)
+        for agg, ns in by_agg.items():
+            assert ns == sorted(ns), f"{agg} delivered out of order"
+        workers = {r[3] for r in rows}
+        assert workers == {"w1", "w2"}, f"both workers should have taken work: {workers}"
+    finally:
+        with setup.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS test_concurrent_effects"))
+        setup.dispose()
+
+
+def test_replayed_delivery_of_a_vanished_handler_is_dead_at_once(
+    db: Database, runtime: Runtime
+) -> None:
+    event_id = put(db, "V")
+    with db.transaction() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.consumer == RECORDER)
+            .values(consumer="test.outbox.nobody")
+        )
+    runtime.worker().drain()
+    row = delivery(db, event_id, "test.outbox.nobody")
+    assert row.status == "dead"
+    assert row.last_error is not None
+    assert "no handler" in row.last_error
+    assert CALLS == []
+
+
+# -- external sinks: leases ------------------------------------------------------------------
+class FakeSink:
+    """Stands in for the stream: every publish succeeds, or every one fails."""
+
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+        self.sent: list[str] = []
+
+    def send(self, items: list[Leased]) -> None:
+        for item in items:
+            item.outcome = Outcome(self.ok, None if self.ok else "sink down")
+            self.sent.append(item.event.id)
+
+
+def test_a_lapsed_lease_does_not_undo_the_newer_one(
+    database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(database_url, stream_enabled=True)
+    lease = timedelta(seconds=30)
+    try:
+        event_id = put(db, "L")
+        # A slow worker: its (failing) send is still running when its lease lapses.
+        slow = Worker(db, stream=FakeSink(ok=False), lease=lease)  # type: ignore[arg-type]
+        slow_items: list[Leased] = []
+        monkeypatch.setattr(slow, "_record", slow_items.extend)
+        slow.run_once()
+        assert delivery(db, event_id, STREAM_CONSUMER).attempts == 1
+
+        clock.advance(seconds=31)
+        newer = Worker(db, stream=FakeSink(ok=True), lease=lease)  # type: ignore[arg-type]
+        newer_items: list[Leased] = []
+        monkeypatch.setattr(newer, "_record", newer_items.extend)
+        newer.run_once()
+        leased = delivery(db, event_id, STREAM_CONSUMER)
+        assert (leased.attempts, leased.locked_until) == (2, clock.current + lease)
+
+        Worker._record(slow, slow_items)  # the slow worker finally records its failure
+        row = delivery(db, event_id, STREAM_CONSUMER)
+        assert (row.status, row.attempts) == ("pending", 2)
+        assert row.locked_until == leased.locked_until, "the newer lease was cleared"
+        assert row.next_attempt_at == leased.next_attempt_at
+
+        third = FakeSink(ok=True)
+        Worker(db, stream=third).drain()  # type: ignore[arg-type]
+        assert third.sent == [], "sent while another worker holds the lease"
+
+        Worker._record(newer, newer_items)
+        row = delivery(db, event_id, STREAM_CONSUMER)
+        assert (row.status, row.attempts, row.locked_until) == ("done", 2, None)
+    finally:
+        db.dispose()
+
+
+def test_external_sink_names_are_reserved() -> None:
+    for reserved in ("stream:nats", "webhook:we_123"):
+        with pytest.raises(ValueError, match="reserved"):
+            registry.on("test.outbox.*", name=reserved)(record)
+    assert registry.consumer("stream:nats") is None
