@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from seamline.db.base import Base, BigIntPK, Timestamped
 from seamline.kit import clock
+
+
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index on both backends."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
 
 
 class OutboxEvent(Base):
@@ -51,8 +56,16 @@ class Delivery(Base):
 
     __table_args__ = (
         UniqueConstraint("event_seq", "consumer"),
-        Index("ix_event_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_event_deliveries_order", "consumer", "aggregate_key", "event_seq"),
+        # Partial indexes: done rows pile up as history and must not slow the hot queries.
+        Index("ix_event_deliveries_pending", "event_seq", **_where("status = 'pending'")),
+        Index(
+            "ix_event_deliveries_order",
+            "consumer",
+            "aggregate_key",
+            "event_seq",
+            **_where("status = 'pending'"),
+        ),
+        Index("ix_event_deliveries_dead", "id", **_where("status = 'dead'")),
     )
 
 
@@ -72,7 +85,7 @@ class Timer(Base):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     fired_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_timers_due", "status", "fire_at"),)
+    __table_args__ = (Index("ix_timers_due", "fire_at", **_where("status = 'pending'")),)
 
 
 class WebhookEndpoint(Timestamped, Base):

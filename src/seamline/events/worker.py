@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnClause
 
 from seamline.db.engine import Database
 from seamline.events import registry, retry
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seamline.worker")
 
 WEBHOOK_PREFIX = "webhook:"
+# Rendered inline, not bound: the planners only use the partial "pending" indexes when the
+# query states the same literal condition.
+PENDING: ColumnClause[str] = literal_column("'pending'")
 
 
 def to_event(row: OutboxEvent) -> Event:
@@ -56,11 +60,11 @@ def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Deliver
         .where(earlier.consumer == Delivery.consumer)
         .where(earlier.aggregate_key == Delivery.aggregate_key)
         .where(earlier.event_seq < Delivery.event_seq)
-        .where(earlier.status == "pending")
+        .where(earlier.status == PENDING)
     )
     stmt = (
         select(Delivery)
-        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
         .where(or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
         .where(~earlier_pending)
         .order_by(Delivery.event_seq)
@@ -231,7 +235,7 @@ class Worker:
         with self.db.transaction() as session:
             stmt = (
                 select(Timer)
-                .where(Timer.status == "pending", Timer.fire_at <= now)
+                .where(Timer.status == PENDING, Timer.fire_at <= now)
                 .order_by(Timer.fire_at, Timer.id)
                 .limit(self.batch_size)
             )

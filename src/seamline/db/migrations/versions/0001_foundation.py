@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 22:19:42.978059
+Create Date: 2026-11-23 23:10:47.478923
 """
 
 from collections.abc import Sequence
@@ -151,7 +151,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name=op.f("uq_timers_key")),
     )
     with op.batch_alter_table("timers", schema=None) as batch_op:
-        batch_op.create_index("ix_timers_due", ["status", "fire_at"], unique=False)
+        batch_op.create_index(
+            "ix_timers_due",
+            ["fire_at"],
+            unique=False,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
 
     op.create_table(
         "webhook_endpoints",
@@ -206,10 +212,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_event_deliveries_due", ["status", "next_attempt_at"], unique=False
+            "ix_event_deliveries_dead",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("status = 'dead'"),
+            postgresql_where=sa.text("status = 'dead'"),
         )
         batch_op.create_index(
-            "ix_event_deliveries_order", ["consumer", "aggregate_key", "event_seq"], unique=False
+            "ix_event_deliveries_order",
+            ["consumer", "aggregate_key", "event_seq"],
+            unique=False,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
+        batch_op.create_index(
+            "ix_event_deliveries_pending",
+            ["event_seq"],
+            unique=False,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
         )
 
     op.create_table(
@@ -254,13 +275,30 @@ def downgrade() -> None:
 
     op.drop_table("webhook_attempts")
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_event_deliveries_order")
-        batch_op.drop_index("ix_event_deliveries_due")
+        batch_op.drop_index(
+            "ix_event_deliveries_pending",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
+        batch_op.drop_index(
+            "ix_event_deliveries_order",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
+        batch_op.drop_index(
+            "ix_event_deliveries_dead",
+            sqlite_where=sa.text("status = 'dead'"),
+            postgresql_where=sa.text("status = 'dead'"),
+        )
 
     op.drop_table("event_deliveries")
     op.drop_table("webhook_endpoints")
     with op.batch_alter_table("timers", schema=None) as batch_op:
-        batch_op.drop_index("ix_timers_due")
+        batch_op.drop_index(
+            "ix_timers_due",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
 
     op.drop_table("timers")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
