@@ -21,6 +21,7 @@ from seamline.channels.models import Channel
 from seamline.db.engine import Database
 from seamline.kit.clock import FrozenClock
 from seamline.kit.crypto import SecretBox
+from seamline.runtime import Runtime
 
 URL = "/api/v1/channels"
 
@@ -242,3 +243,23 @@ def test_stored_responses_are_sealed(
         headers=headers,
     )
     assert replay.json()["secret"] == secret
+
+
+def test_the_worker_purges_expired_keys(
+    client: TestClient, auth: dict[str, str], clock: FrozenClock, runtime: Runtime, db: Database
+) -> None:
+    assert (
+        client.post(URL, json=body(), headers={**auth, "Idempotency-Key": "a"}).status_code == 201
+    )
+    worker = runtime.worker()
+    assert worker.keep_house() == 0, "nothing has expired yet"
+    clock.advance(hours=25)
+    assert (
+        client.post(URL, json=body("b"), headers={**auth, "Idempotency-Key": "b"}).status_code
+        == 201
+    )
+    clock.advance(minutes=11)
+    assert worker.keep_house() == 1, "only the expired key goes"
+    assert worker.keep_house() == 0, "chores run at most every ten minutes"
+    with db.transaction(readonly=True) as session:
+        assert list(session.scalars(select(IdempotencyRecord.key))) == ["b"]

@@ -35,6 +35,7 @@ from seamline.events.handlers import fan_out_to_webhooks
 from seamline.events.models import Delivery, OutboxEvent, WebhookAttempt, WebhookEndpoint
 from seamline.events.retry import WEBHOOK_SCHEDULE
 from seamline.events.signing import SignatureError, compute, header, verify
+from seamline.events.webhooks import private_destination
 from seamline.events.worker import Worker, to_event
 from seamline.kit.clock import FrozenClock
 from seamline.kit.crypto import SecretBox
@@ -1101,3 +1102,43 @@ def test_documented_verification_snippets_work(
     }
     verdicts = run_snippet(language, [c for c, _ in cases.values()], tmp_path)
     assert dict(zip(cases, verdicts, strict=True)) == {k: v for k, (_, v) in cases.items()}
+
+
+# -- private destinations ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+    ],
+)
+def test_private_destinations_are_recognised(url: str) -> None:
+    assert private_destination(url) is not None
+
+
+def test_a_public_address_is_allowed() -> None:
+    assert private_destination("https://8.8.8.8/hook") is None
+
+
+def test_production_never_calls_internal_addresses(
+    client: TestClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    settings: Settings,
+    db: Database,
+) -> None:
+    production = settings.model_copy(update={"environment": "production"})
+    assert production.resolved_webhook_allow_private is False
+    endpoint = create_endpoint(client, auth, receiver.url(), ["channel.*"])
+    create_channel(client, auth, "guarded")
+    strict = settings.model_copy(update={"webhook_allow_private_networks": False})
+    guarded = Runtime(strict, db, SecretBox(settings.resolved_secret_key)).worker()
+    guarded.drain()
+    assert receiver.requests == [], "nothing was sent to the loopback receiver"
+    attempts = attempts_of(client, auth, endpoint["id"])
+    assert attempts
+    assert "non-public address" in attempts[0]["error"]
+    assert deliveries_of(db, endpoint["id"])[0][0] == "dead"

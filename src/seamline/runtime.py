@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from seamline.api.idempotency import purge_expired
 from seamline.db.engine import Database
 from seamline.events.stream import NatsStream
 from seamline.events.webhooks import WebhookSender
@@ -22,7 +23,11 @@ class Runtime:
     _senders: list[WebhookSender] = field(default_factory=list)
 
     def worker(self) -> Worker:
-        sender = WebhookSender(self.box, timeout=self.settings.webhook_timeout_seconds)
+        sender = WebhookSender(
+            self.box,
+            timeout=self.settings.webhook_timeout_seconds,
+            allow_private=self.settings.resolved_webhook_allow_private,
+        )
         self._senders.append(sender)
         return Worker(
             self.db,
@@ -30,6 +35,7 @@ class Runtime:
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
             webhooks=sender,
             stream=self.stream,
+            housekeeping=(purge_expired,),
         )
 
     def close(self) -> None:

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     idempotency_lock_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
+    webhook_allow_private_networks: bool | None = Field(
+        default=None,
+        description="Deliver webhooks to loopback/private addresses (default: not in production).",
+    )
+
+    @property
+    def resolved_webhook_allow_private(self) -> bool:
+        if self.webhook_allow_private_networks is not None:
+            return self.webhook_allow_private_networks
+        return self.environment != "production"
 
     @property
     def resolved_database_url(self) -> str:

@@ -101,33 +101,35 @@ class IdempotencyMiddleware:
             await verdict(scope, receive, send)
             return
 
-        captured: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+        # The response is held back until it is stored: a client that retries the moment it
+        # sees the answer must get the replay, never a 409 for a request that has finished.
+        messages: list[Message] = []
 
         async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"].append(message.get("body", b""))
-            await send(message)
+            messages.append(message)
 
         try:
             await self.app(scope, replay_body(body, receive), capture)
         except BaseException:
             await run_in_threadpool(self._release, caller, key)
             raise
-        status = int(captured["status"])
+        start = next((m for m in messages if m["type"] == "http.response.start"), None)
+        status = int(start["status"]) if start else 500
         if status >= 500 or status in _NOT_EXECUTED:
             await run_in_threadpool(self._release, caller, key)
         else:
+            assert start is not None
             kept = {
                 k.decode("latin-1"): v.decode("latin-1")
-                for k, v in captured["headers"]
+                for k, v in start.get("headers", [])
                 if k.lower() in _KEPT_HEADERS
             }
-            await run_in_threadpool(
-                self._finish, caller, key, status, kept, b"".join(captured["body"])
+            content = b"".join(
+                m.get("body", b"") for m in messages if m["type"] == "http.response.body"
             )
+            await run_in_threadpool(self._finish, caller, key, status, kept, content)
+        for message in messages:
+            await send(message)
 
     # -- storage (runs in a thread: the database calls are blocking) ------------------------
     def _begin(self, caller: str, key: str, fingerprint: str) -> Any:

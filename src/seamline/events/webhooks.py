@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -50,6 +52,24 @@ def printable(text: str, limit: int) -> str:
     return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text[:limit])
 
 
+def private_destination(url: str) -> str | None:
+    """Why ``url`` must not be called from the server (an internal address), or ``None``.
+
+    Every address the host resolves to must be public: a webhook must not become a way to
+    reach the database, the cloud metadata service or anything else behind the firewall.
+    """
+    host = httpx.URL(url).host
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return f"cannot resolve {host}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            return f"{host} resolves to a non-public address ({address})"
+    return None
+
+
 def body_of(item: Leased) -> bytes:
     return json.dumps(item.event.envelope(), separators=(",", ":"), sort_keys=True).encode()
 
@@ -64,10 +84,12 @@ class WebhookSender:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         parallel: int = 8,
+        allow_private: bool = True,
     ) -> None:
         self.box = box
         self.client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self.parallel = parallel
+        self.allow_private = allow_private
 
     def close(self) -> None:
         self.client.close()
@@ -108,6 +130,10 @@ class WebhookSender:
                 item.outcome = outcome
 
     def _post(self, item: Leased, url: str, secrets: list[str]) -> Outcome:
+        if not self.allow_private:
+            refused = private_destination(url)
+            if refused:
+                return Outcome(False, refused, final=True)
         body = body_of(item)
         timestamp = int(clock.now().timestamp())
         headers = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -98,12 +98,31 @@ class Worker:
         lease: timedelta = timedelta(seconds=60),
         webhooks: WebhookSender | None = None,
         stream: NatsStream | None = None,
+        housekeeping: Sequence[Callable[[Database], int]] = (),
+        housekeeping_every: timedelta = timedelta(minutes=10),
     ) -> None:
         self.db = db
         self.batch_size = batch_size
         self.lease = lease
         self.webhooks = webhooks
         self.stream = stream
+        self.housekeeping = housekeeping
+        self.housekeeping_every = housekeeping_every
+        self._last_housekeeping: datetime | None = None
+
+    def keep_house(self) -> int:
+        """Run the periodic chores (such as purging expired idempotency keys) when they are due."""
+        now = clock.now()
+        if self._last_housekeeping and now - self._last_housekeeping < self.housekeeping_every:
+            return 0
+        self._last_housekeeping = now
+        removed = 0
+        for chore in self.housekeeping:
+            try:
+                removed += chore(self.db)
+            except Exception:  # a failed chore is retried next time; delivery goes on
+                log.exception("housekeeping_failed", chore=getattr(chore, "__name__", "?"))
+        return removed
 
     # -- one round -------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -133,6 +152,7 @@ class Worker:
                 stop.wait(min(30.0, 0.5 * 2**failures))
                 continue
             if done == 0:
+                self.keep_house()
                 self.db.wakeup.wait(poll)
                 self.db.wakeup.clear()
         log.info("worker_stopped")
