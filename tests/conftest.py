@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -56,6 +57,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="PostgreSQL only (run with --db postgres)"))
         if not nats_url and item.get_closest_marker("nats"):
             item.add_marker(pytest.mark.skip(reason="SEAMLINE_TEST_NATS_URL is not set"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI commands configure structlog for themselves; keep each test's logging its own."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner, Result
@@ -48,7 +47,6 @@ def cli(settings: Settings) -> Iterator[Invoke]:
     get_settings.cache_clear()
     yield invoke
     get_settings.cache_clear()
-    structlog.reset_defaults()  # the CLI configured logging onto the runner's streams
 
 
 def created_token(result: Result) -> str:

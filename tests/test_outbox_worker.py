@@ -8,7 +8,6 @@ duplicate effect would be visible.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -89,16 +87,6 @@ def record_concurrent(session: Session, event: Event) -> None:
         },
     )
     time.sleep(0.001)  # long enough for the two workers' batches to overlap
-
-
-@pytest.fixture(autouse=True)
-def live_log_stream() -> Iterator[None]:
-    """Log to the stream pytest has now: a CLI test that ran earlier in this process may have
-    left structlog printing to its CliRunner's stderr, which is closed by now."""
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture(autouse=True)
@@ -337,6 +325,32 @@ def test_events_of_one_aggregate_wait_for_the_earlier_one(
     assert all(delivery(db, e).status == "done" for e in (a1, a2, a3))
 
 
+def test_a_long_queue_behind_a_waiting_event_does_not_hide_other_aggregates(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """Hundreds of events wait behind A's failed head; B, written after them, still goes."""
+    put(db, "A0", aggregate="A", fail=1)
+    with db.transaction() as session:
+        for i in range(1, 400):
+            emit(
+                session,
+                "test.outbox.x",
+                aggregate_type="test",
+                aggregate_id="A",
+                payload={"key": f"A{i:03}"},
+            )
+    put(db, "B1", aggregate="B")
+    worker = Worker(db, batch_size=10)
+    worker.drain()
+    assert ("B1", True) in [(k, ok) for k, ok, _ in CALLS]
+    assert [k for k, ok, _ in CALLS if k.startswith("A")] == ["A0"], "A waits for its head"
+    clock.advance(seconds=3)
+    worker.drain()
+    assert [k for k in ok_keys() if k.startswith("A")] == [
+        f"A{i:03}" if i else "A0" for i in range(400)
+    ]
+
+
 # -- 5. dead letters, listed and replayed from the CLI -------------------------------------------
 def run_worker_cli(settings: Settings, *args: str) -> str:
     env = {
@@ -347,15 +361,11 @@ def run_worker_cli(settings: Settings, *args: str) -> str:
         "SEAMLINE_PLUGINS": None,
         "COLUMNS": "250",
     }
-    # The command configures logging to the stderr it sees, which CliRunner closes afterwards:
-    # put the previous configuration back so later log lines do not hit a closed file.
-    logging_config = structlog.get_config()
     get_settings.cache_clear()
     try:
         result = CliRunner(env=env).invoke(cli_app, ["worker", *args])
     finally:
         get_settings.cache_clear()
-        structlog.configure(**logging_config)
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +23,6 @@ from urllib.parse import urlparse
 
 import nats
 import pytest
-import structlog
 from nats.js.errors import NotFoundError
 from sqlalchemy import select
 
@@ -78,16 +76,6 @@ async def _delete(url: str, seqs: list[int]) -> None:
             await js.delete_msg(STREAM_NAME, seq)
     finally:
         await nc.close()
-
-
-@pytest.fixture(autouse=True)
-def live_log_stream() -> Iterator[None]:
-    """Log to the stream pytest has now: a CLI test that ran earlier in this process may have
-    left structlog printing to its CliRunner's stderr, which is closed by now."""
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture

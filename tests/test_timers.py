@@ -7,7 +7,6 @@ for timers these tests schedule. A handler's effect is a row in a table the test
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -58,16 +56,6 @@ def flaky(session: Session, key: str, payload: dict[str, Any]) -> None:
         FAILURES[key] = failures + 1
         raise RuntimeError(f"timer boom {key}")
     FIRED.append((key, payload))
-
-
-@pytest.fixture(autouse=True)
-def live_log_stream() -> Iterator[None]:
-    """Log to the stream pytest has now: a CLI test that ran earlier in this process may have
-    left structlog printing to its CliRunner's stderr, which is closed by now."""
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import typer
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -832,13 +831,7 @@ class Cli:
         self.runner = CliRunner()
 
     def invoke(self, cli_app: typer.Typer, args: list[str]) -> Result:
-        # The command configures structlog to print to the runner's stderr, which is closed
-        # once the command returns: put the previous logging set-up back afterwards.
-        saved = structlog.get_config()
-        try:
-            return self.runner.invoke(cli_app, args)
-        finally:
-            structlog.configure(**saved)
+        return self.runner.invoke(cli_app, args)
 
 
 @pytest.fixture

@@ -126,7 +126,13 @@ class NatsStream:
 
     async def _publish_all(self, items: list[Leased]) -> None:
         js = await self._connect()
+        failed: set[tuple[str, str]] = set()
         for index, item in enumerate(items):
+            aggregate = (item.event.aggregate_type, item.event.aggregate_id)
+            if aggregate in failed:
+                # Keep the stream in order per aggregate: later events wait for the failed one.
+                item.outcome = Outcome(False, "an earlier event of this aggregate failed")
+                continue
             if not self._nc.is_connected:
                 # Reconnecting after an outage: publishing now would only wait for a timeout.
                 for rest in items[index:]:
@@ -146,6 +152,7 @@ class NatsStream:
                 return
             except Exception as exc:  # one failed publish must not hide the others' results
                 item.outcome = Outcome(False, _describe(exc))
+                failed.add(aggregate)
                 continue
             item.outcome = Outcome(True, excerpt=DUPLICATE if ack.duplicate else None)
             if ack.duplicate:
