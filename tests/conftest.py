@@ -146,6 +146,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         secret_key="test-secret-key-0123456789",
         log_format="console",
         nats_url=None,
+        webhook_allow_private_networks=True,  # the test receivers listen on 127.0.0.1
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from seamline.auth import service as keys
 from seamline.channels import service
 from seamline.channels.models import Channel
 from seamline.db.engine import Database
@@ -314,3 +315,41 @@ def test_channel_and_event_share_one_transaction(
     monkeypatch.undo()
     assert client.get(url, headers=auth).json()["name"] == created["name"]
     assert [e.type for e in events(db)] == ["channel.created"]
+
+
+def test_a_key_limited_to_a_location_acts_only_there(
+    client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    with db.transaction() as session:
+        _, token = keys.create_key(
+            session,
+            kind="secret",
+            name="soho staff",
+            scopes=["channels:read", "channels:write"],
+            location_ids=["loc_soho"],
+        )
+    soho = {"Authorization": f"Bearer {token}"}
+    brooklyn = client.post(
+        "/api/v1/channels",
+        json={"kind": "store", "name": "Brooklyn", "handle": "bk", "location_id": "loc_bk"},
+        headers=auth,
+    ).json()
+    refused = client.patch(
+        f"/api/v1/channels/{brooklyn['id']}", json={"active": False}, headers=soho
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "location_out_of_scope"
+    assert client.get(f"/api/v1/channels/{brooklyn['id']}", headers=soho).json()["active"] is True
+    elsewhere = {"kind": "store", "name": "B2", "handle": "bk2", "location_id": "loc_bk"}
+    assert client.post("/api/v1/channels", json=elsewhere, headers=soho).status_code == 403
+    own = {"kind": "store", "name": "Soho", "handle": "soho", "location_id": "loc_soho"}
+    created = client.post("/api/v1/channels", json=own, headers=soho)
+    assert created.status_code == 201
+    moved = client.patch(
+        f"/api/v1/channels/{created.json()['id']}", json={"location_id": "loc_bk"}, headers=soho
+    )
+    assert moved.status_code == 403
+    renamed = client.patch(
+        f"/api/v1/channels/{created.json()['id']}", json={"name": "Soho flagship"}, headers=soho
+    )
+    assert renamed.status_code == 200

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from seamline.api.idempotency import IdempotencyMiddleware, IdempotencyRecord, _request_hash
+from seamline.auth import service as keys
 from seamline.auth.service import hash_token
 from seamline.channels import service as channel_service
 from seamline.channels.models import Channel
@@ -213,7 +214,7 @@ def test_an_abandoned_attempt_can_be_taken_over(
     )
     scope = {"method": "POST", "path": URL, "query_string": b""}
     raw = json.dumps(body()).encode()
-    assert middleware._begin(hash_token(token), "crashed", _request_hash(scope, raw)) is None
+    assert middleware._begin(hash_token(token), token, "crashed", _request_hash(scope, raw)) is None
     headers = {**auth, "Idempotency-Key": "crashed", "Content-Type": "application/json"}
     assert client.post(URL, content=raw, headers=headers).status_code == 409
     clock.advance(seconds=61)
@@ -263,3 +264,19 @@ def test_the_worker_purges_expired_keys(
     assert worker.keep_house() == 0, "chores run at most every ten minutes"
     with db.transaction(readonly=True) as session:
         assert list(session.scalars(select(IdempotencyRecord.key))) == ["b"]
+
+
+def test_a_revoked_key_gets_no_replay(
+    client: TestClient, make_key: Callable[..., str], db: Database
+) -> None:
+    """A stored response may hold a secret shown once: never hand it to a revoked key."""
+    token = make_key(name="leaky")
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "hook"}
+    hook = {"url": "https://example.test/h", "event_types": ["*"]}
+    assert client.post("/api/v1/webhook-endpoints", json=hook, headers=headers).status_code == 201
+    with db.transaction() as session:
+        key_id = next(k.id for k in keys.list_keys(session) if k.name == "leaky")
+        keys.revoke_key(session, key_id)
+    again = client.post("/api/v1/webhook-endpoints", json=hook, headers=headers)
+    assert again.status_code == 401
+    assert "secret" not in again.text

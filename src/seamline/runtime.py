@@ -26,7 +26,7 @@ class Runtime:
         sender = WebhookSender(
             self.box,
             timeout=self.settings.webhook_timeout_seconds,
-            allow_private=self.settings.resolved_webhook_allow_private,
+            allow_private=self.settings.webhook_allow_private_networks,
         )
         self._senders.append(sender)
         return Worker(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -33,16 +35,10 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     idempotency_lock_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
-    webhook_allow_private_networks: bool | None = Field(
-        default=None,
-        description="Deliver webhooks to loopback/private addresses (default: not in production).",
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="Deliver webhooks to loopback/private/link-local addresses (off by default).",
     )
-
-    @property
-    def resolved_webhook_allow_private(self) -> bool:
-        if self.webhook_allow_private_networks is not None:
-            return self.webhook_allow_private_networks
-        return self.environment != "production"
 
     @property
     def resolved_database_url(self) -> str:
@@ -63,11 +59,22 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key
         path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # Created exclusively and private from the first byte: two processes starting on a
+            # fresh data dir end up with the same key, never one each.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        for _ in range(50):  # another process may be between creating and writing it
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty")
 
 
 @lru_cache(maxsize=1)

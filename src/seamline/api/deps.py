@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -10,7 +9,12 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from seamline.auth.scopes import SCOPES
-from seamline.auth.service import Caller, authenticate, touch_last_used
+from seamline.auth.service import (
+    Caller,
+    authenticate,
+    token_from_authorization,
+    touch_last_used,
+)
 from seamline.db.engine import Database
 from seamline.kit.errors import Forbidden, Unauthenticated
 
@@ -27,18 +31,9 @@ DB = Annotated[Database, Depends(get_db)]
 
 def bearer_token(request: Request) -> str:
     """The token from ``Authorization: Bearer …`` (or HTTP Basic with the key as username)."""
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer" and value:
-        return value
-    if scheme.lower() == "basic" and value:
-        try:
-            username = base64.b64decode(value, validate=True).decode().partition(":")[0]
-        except (ValueError, UnicodeDecodeError):
-            username = ""
-        if username:
-            return username
+    token = token_from_authorization(request.headers.get("authorization", ""))
+    if token:
+        return token
     raise Unauthenticated(
         "send an API key as 'Authorization: Bearer <key>'",
         code="missing_api_key",

@@ -18,12 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seamline.api.middleware import header, replay_body
 from seamline.api.problems import problem_response
-from seamline.auth.service import hash_token
+from seamline.auth.service import authenticate, hash_token, token_from_authorization
 from seamline.db.base import Base, BigIntPK
 from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.engine import Database
 from seamline.kit import clock
 from seamline.kit.crypto import SecretBox
+from seamline.kit.errors import Unauthenticated
 from seamline.observability import metrics
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -51,10 +52,7 @@ class IdempotencyRecord(Base):
     __table_args__ = (UniqueConstraint("scope", "key"),)
 
 
-def _caller_scope(scope: Scope) -> str:
-    auth = header(scope, b"authorization") or ""
-    token = auth.partition(" ")[2].strip() if " " in auth else auth
-    return hash_token(token) if token else "anonymous"
+PASS_THROUGH = object()  # no valid key: the request runs without idempotency (and gets its 401)
 
 
 def _request_hash(scope: Scope, body: bytes) -> str:
@@ -94,9 +92,16 @@ class IdempotencyMiddleware:
             await response(scope, receive, send)
             return
         body: bytes = scope.get("seamline.body", b"")
-        caller = _caller_scope(scope)
+        token = token_from_authorization(header(scope, b"authorization") or "")
+        if token is None:
+            await self.app(scope, receive, send)
+            return
+        caller = hash_token(token)
         fingerprint = _request_hash(scope, body)
-        verdict = await run_in_threadpool(self._begin, caller, key, fingerprint)
+        verdict = await run_in_threadpool(self._begin, caller, token, key, fingerprint)
+        if verdict is PASS_THROUGH:
+            await self.app(scope, replay_body(body, receive), send)
+            return
         if verdict is not None:
             await verdict(scope, receive, send)
             return
@@ -115,7 +120,7 @@ class IdempotencyMiddleware:
             raise
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = int(start["status"]) if start else 500
-        if status >= 500 or status in _NOT_EXECUTED:
+        if status >= 500 or 300 <= status < 400 or status in _NOT_EXECUTED:
             await run_in_threadpool(self._release, caller, key)
         else:
             assert start is not None
@@ -132,9 +137,14 @@ class IdempotencyMiddleware:
             await send(message)
 
     # -- storage (runs in a thread: the database calls are blocking) ------------------------
-    def _begin(self, caller: str, key: str, fingerprint: str) -> Any:
+    def _begin(self, caller: str, token: str, key: str, fingerprint: str) -> Any:
         now = clock.now()
         with self.db.transaction() as session:
+            try:
+                # Nothing stored is replayed to a key that is unknown or revoked since.
+                authenticate(session, token)
+            except Unauthenticated:
+                return PASS_THROUGH
             session.execute(
                 delete(IdempotencyRecord).where(
                     IdempotencyRecord.scope == caller,

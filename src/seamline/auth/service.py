@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from seamline.auth.models import ApiKey
 from seamline.auth.scopes import KEY_KINDS, SCOPES, allowed_scopes
 from seamline.kit import clock
-from seamline.kit.errors import FieldError, NotFound, Unauthenticated, Unprocessable
+from seamline.kit.errors import FieldError, Forbidden, NotFound, Unauthenticated, Unprocessable
 from seamline.kit.ids import new_id, new_secret
 
 LAST_USED_PRECISION = timedelta(seconds=60)
@@ -30,8 +31,34 @@ class Caller:
     location_ids: tuple[str, ...] = field(default=())
     touch_due: bool = field(default=False, compare=False)  # last-used time is over a minute old
 
-    def may_act_at(self, location_id: str) -> bool:
+    def may_act_at(self, location_id: str | None) -> bool:
+        """A key limited to locations acts only on objects of those locations (it reads all)."""
         return not self.location_ids or location_id in self.location_ids
+
+    def require_location(self, location_id: str | None) -> None:
+        if not self.may_act_at(location_id):
+            raise Forbidden(
+                "this key may only act at its own locations",
+                code="location_out_of_scope",
+            )
+
+
+def token_from_authorization(value: str) -> str | None:
+    """The key in an ``Authorization`` header: ``Bearer <key>``, or HTTP Basic with the key as
+    the user name (what Segment-style clients send). ``None`` when there is none."""
+    scheme, _, credentials = value.partition(" ")
+    credentials = credentials.strip()
+    if not credentials:
+        return None
+    if scheme.lower() == "bearer":
+        return credentials
+    if scheme.lower() == "basic":
+        try:
+            username = base64.b64decode(credentials, validate=True).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return username or None
+    return None
 
 
 def hash_token(token: str) -> str:

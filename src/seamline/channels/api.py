@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from seamline.api.deps import DB, scoped
+from seamline.api.deps import DB, CurrentCaller, scoped
 from seamline.channels import service
 from seamline.channels.schemas import ChannelCreate, ChannelKind, ChannelOut, ChannelUpdate
 from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -15,10 +15,10 @@ router = APIRouter(prefix="/channels", tags=["channels"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, **scoped("channels:write"))
-def create_channel(body: ChannelCreate, db: DB) -> ChannelOut:
+def create_channel(body: ChannelCreate, db: DB, caller: CurrentCaller) -> ChannelOut:
     """Register a channel (web store, app, store, marketplace, social account, …)."""
     with db.transaction() as session:
-        return ChannelOut.model_validate(service.create_channel(session, body))
+        return ChannelOut.model_validate(service.create_channel(session, body, caller=caller))
 
 
 @router.get("", **scoped("channels:read"))
@@ -52,6 +52,10 @@ def get_channel(channel_id: str, db: DB) -> ChannelOut:
 
 
 @router.patch("/{channel_id}", **scoped("channels:write"))
-def update_channel(channel_id: str, body: ChannelUpdate, db: DB) -> ChannelOut:
+def update_channel(
+    channel_id: str, body: ChannelUpdate, db: DB, caller: CurrentCaller
+) -> ChannelOut:
     with db.transaction() as session:
-        return ChannelOut.model_validate(service.update_channel(session, channel_id, body))
+        return ChannelOut.model_validate(
+            service.update_channel(session, channel_id, body, caller=caller)
+        )

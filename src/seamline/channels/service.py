@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from seamline.auth.service import Caller
 from seamline.channels.models import Channel
 from seamline.channels.schemas import ChannelCreate, ChannelUpdate
 from seamline.events.outbox import emit
@@ -43,8 +44,15 @@ def _check_attributes(attributes: dict[str, Any]) -> None:
         )
 
 
-def create_channel(session: Session, data: ChannelCreate) -> Channel:
-    """Register a channel; handles are unique so reports and URLs can name it."""
+def create_channel(
+    session: Session, data: ChannelCreate, *, caller: Caller | None = None
+) -> Channel:
+    """Register a channel; handles are unique so reports and URLs can name it.
+
+    A key limited to locations may only register channels of those locations.
+    """
+    if caller is not None:
+        caller.require_location(data.location_id)
     _check_attributes(data.attributes)
     if session.scalar(select(Channel.id).where(Channel.handle == data.handle)):
         raise _handle_taken(data.handle)
@@ -122,12 +130,19 @@ def list_channels(
     return rows[:limit], next_cursor
 
 
-def update_channel(session: Session, channel_id: str, data: ChannelUpdate) -> Channel:
+def update_channel(
+    session: Session, channel_id: str, data: ChannelUpdate, *, caller: Caller | None = None
+) -> Channel:
     """Change the fields sent; ``null`` clears ``location_id`` and is ignored elsewhere.
 
-    A request that changes nothing writes nothing: no new ``updated_at``, no event.
+    A request that changes nothing writes nothing: no new ``updated_at``, no event. A key
+    limited to locations may only change its locations' channels, and not move them away.
     """
     channel = _find(session, channel_id, for_update=True)
+    if caller is not None:
+        caller.require_location(channel.location_id)
+        if "location_id" in data.model_fields_set:
+            caller.require_location(data.location_id)
     changes = {
         field: value
         for field, value in data.model_dump(exclude_unset=True).items()

@@ -6,7 +6,7 @@ import ipaddress
 import json
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 import httpx
@@ -88,6 +88,9 @@ class WebhookSender:
     ) -> None:
         self.box = box
         self.client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        # httpx's timeout bounds each read; this bounds a whole attempt, so a receiver that
+        # drips bytes cannot hold the worker (or outlive the lease).
+        self.deadline = timeout * 2
         self.parallel = parallel
         self.allow_private = allow_private
 
@@ -123,11 +126,17 @@ class WebhookSender:
                 jobs.append((item, target[0], target[2]))
         if not jobs:
             return
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(jobs))) as pool:
-            for item, outcome in zip(
-                (j[0] for j in jobs), pool.map(lambda j: self._post(*j), jobs), strict=True
-            ):
-                item.outcome = outcome
+        # The worker leases at most ``parallel`` webhook items per batch, so all run at once
+        # and the batch ends within one deadline; stragglers are abandoned, not waited for.
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(jobs)))
+        futures = {pool.submit(self._post, *job): job[0] for job in jobs}
+        done, _ = wait(futures, timeout=self.deadline + 1)
+        for future, item in futures.items():
+            if future in done:
+                item.outcome = future.result()
+            else:
+                item.outcome = Outcome(False, f"no answer within {self.deadline:.0f} s")
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _post(self, item: Leased, url: str, secrets: list[str]) -> Outcome:
         if not self.allow_private:
@@ -154,7 +163,7 @@ class WebhookSender:
                 status_code = response.status_code
                 for chunk in response.iter_bytes():
                     head += chunk
-                    if len(head) >= READ_LIMIT:
+                    if len(head) >= READ_LIMIT or time.perf_counter() - started > self.deadline:
                         break
         except Exception as exc:  # any failure is a failed attempt, never a failed batch
             # Once the status line has arrived, a broken body after it changes nothing.

@@ -214,8 +214,8 @@ class Worker:
                 log.exception("worker_round_failed")
                 stop.wait(min(30.0, 0.5 * 2**failures))
                 continue
+            self.keep_house()  # cheap unless due (every few minutes), even under steady load
             if done == 0:
-                self.keep_house()
                 self.db.wakeup.wait(poll)
                 self.db.wakeup.clear()
         log.info("worker_stopped")
@@ -234,10 +234,15 @@ class Worker:
                 for e in session.scalars(select(OutboxEvent).where(OutboxEvent.seq.in_(seqs)))
             }
             stalled: set[tuple[str, str]] = set()
+            hooks = 0
             for row in rows:
                 queue = (row.consumer, row.aggregate_key)
                 if queue in stalled:
                     continue  # an earlier event of this aggregate just failed: keep the order
+                if row.consumer.startswith(WEBHOOK_PREFIX):
+                    if self.webhooks and hooks >= self.webhooks.parallel:
+                        continue  # left pending for the next batch: sends run all at once
+                    hooks += 1
                 row.attempts += 1
                 event = events[row.event_seq]
                 if row.consumer.startswith(WEBHOOK_PREFIX) or row.consumer == STREAM_CONSUMER:
