@@ -6,14 +6,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
 
 from seamline.auth import service as keys
 from seamline.channels import service as channels
-from seamline.channels.models import Channel
 from seamline.channels.schemas import ChannelCreate
 from seamline.db import migrate
-from seamline.events.models import Delivery
+from seamline.events import service as events
 from seamline.runtime import build_runtime
 from seamline.settings import Settings
 
@@ -51,24 +49,17 @@ def build_demo(settings: Settings, *, console: Console) -> bool:
             progress.advance(task)
             task = progress.add_task("Creating channels", total=len(DEMO_CHANNELS))
             with rt.db.transaction() as session:
-                existing = set(session.scalars(select(Channel.handle)))
-                for spec in DEMO_CHANNELS:
-                    if spec["handle"] not in existing:
-                        channels.create_channel(session, ChannelCreate.model_validate(spec))
-                    progress.advance(task)
+                wanted = [ChannelCreate.model_validate(spec) for spec in DEMO_CHANNELS]
+                channels.ensure_channels(session, wanted)
+                progress.advance(task, len(wanted))
             task = progress.add_task("Delivering events", total=None)
             rt.worker().drain()
             progress.update(task, total=1, completed=1)
         with rt.db.transaction() as session:
-            for old in keys.list_keys(session):
-                if old.name == "demo":
-                    keys.revoke_key(session, old.id)
-            _, token = keys.create_key(session, kind="secret", name="demo")
+            _, token = keys.replace_named_key(session, name="demo")
         with rt.db.transaction(readonly=True) as session:
-            handles = set(session.scalars(select(Channel.handle)))
-            undelivered = session.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.status != "done")
-            )
+            handles = channels.existing_handles(session)
+            undelivered = events.undelivered_count(session)
         table = Table("channel", "kind", title=f"{BRAND} — demo channels")
         for spec in DEMO_CHANNELS:
             table.add_row(spec["name"], spec["kind"])

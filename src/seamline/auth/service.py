@@ -124,6 +124,14 @@ def create_key(
     return key, token
 
 
+def replace_named_key(session: Session, *, name: str, kind: str = "secret") -> tuple[ApiKey, str]:
+    """Revoke every live key called ``name`` and create a fresh one (for scripts and demos)."""
+    for old in list_keys(session):
+        if old.name == name:
+            revoke_key(session, old.id)
+    return create_key(session, kind=kind, name=name)
+
+
 def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
     stmt = select(ApiKey).order_by(ApiKey.created_at)
     if not include_revoked:

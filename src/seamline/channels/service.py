@@ -165,3 +165,13 @@ def update_channel(
         payload=_snapshot(channel),
     )
     return channel
+
+
+def ensure_channels(session: Session, wanted: list[ChannelCreate]) -> list[Channel]:
+    """Register the channels whose handles do not exist yet (set-up scripts, the demo)."""
+    existing = set(session.scalars(select(Channel.handle)))
+    return [create_channel(session, data) for data in wanted if data.handle not in existing]
+
+
+def existing_handles(session: Session) -> set[str]:
+    return set(session.scalars(select(Channel.handle)))

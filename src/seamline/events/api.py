@@ -111,7 +111,11 @@ def list_events(
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[EventOut]:
-    """Domain events in commit order; page with ``cursor`` to catch up after downtime."""
+    """Domain events in the order they were written; page with ``cursor``.
+
+    An event whose transaction commits late can land behind a cursor already read, so when
+    catching up, start again a little before your last cursor and dedupe by event id.
+    """
     with db.transaction(readonly=True) as session:
         events, next_cursor = service.list_events(
             session, type_prefix=type_prefix, after=int(cursor) if cursor else None, limit=limit

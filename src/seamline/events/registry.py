@@ -74,7 +74,10 @@ class Consumer:
 
 # Consumers the worker treats as external sinks (leased, sent outside the transaction):
 # the stream (``stream:nats``) and webhook endpoints (``webhook:<id>``).
-RESERVED_PREFIXES = ("stream:", "webhook:")
+# Consumer names of the external sinks; in-process handlers may not use them.
+WEBHOOK_PREFIX = "webhook:"
+STREAM_PREFIX = "stream:"
+RESERVED_PREFIXES = (STREAM_PREFIX, WEBHOOK_PREFIX)
 
 _consumers: dict[str, Consumer] = {}
 _timer_kinds: dict[str, TimerHandler] = {}

@@ -112,12 +112,3 @@ class EventOut(BaseModel):
     created_at: datetime
     aggregate: dict[str, str]
     data: dict[str, Any]
-
-
-class DeadLetterOut(BaseModel):
-    kind: Literal["delivery", "timer"]
-    id: int
-    consumer: str
-    reference: str = Field(description="Event id for deliveries, timer key for timers")
-    attempts: int
-    last_error: str | None

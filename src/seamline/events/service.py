@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
 from seamline.events.registry import Event
 from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
 from seamline.events.webhooks import consumer_name
+from seamline.events.worker import to_event
 from seamline.kit import clock
 from seamline.kit.crypto import SecretBox
 from seamline.kit.errors import FieldError, NotFound, Unprocessable
@@ -122,9 +123,12 @@ def list_attempts(
 def list_events(
     session: Session, *, type_prefix: str | None = None, after: int | None = None, limit: int = 50
 ) -> tuple[list[Event], str | None]:
-    """The outbox in commit order, for catching up after downtime (``after`` is a cursor)."""
-    from seamline.events.worker import to_event
+    """The outbox in write (sequence) order; ``after`` is a cursor.
 
+    On PostgreSQL sequence numbers are taken at insert, not at commit, so an event from a
+    transaction that commits late can appear behind a cursor already passed: the log is for
+    inspection and catching up; the guaranteed paths are webhooks and the stream.
+    """
     limit = max(1, min(limit, MAX_LIMIT))
     stmt = select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit + 1)
     if type_prefix:
@@ -208,3 +212,11 @@ def replay_dead(session: Session, *, kind: str | None = None, ids: list[int] | N
         result = session.execute(tstmt.values(status="pending", attempts=0, fire_at=now))
         count += int(getattr(result, "rowcount", 0) or 0)
     return count
+
+
+def undelivered_count(session: Session) -> int:
+    """Deliveries not done yet (pending or dead): zero means every consumer has every event."""
+    return int(
+        session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status != "done"))
+        or 0
+    )

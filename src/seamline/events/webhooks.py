@@ -19,13 +19,13 @@ from seamline import __version__
 from seamline.db.engine import Database
 from seamline.events import signing
 from seamline.events.models import Delivery, WebhookAttempt, WebhookEndpoint
-from seamline.events.registry import Leased, Outcome
+from seamline.events.registry import WEBHOOK_PREFIX, Leased, Outcome
 from seamline.kit import clock
 from seamline.kit.crypto import SecretBox
 
 log = structlog.get_logger("seamline.webhooks")
 
-PREFIX = "webhook:"
+PREFIX = WEBHOOK_PREFIX
 # What is kept of a receiver's response body for the attempt log, and the most we ever read.
 EXCERPT_CHARS = 1000
 READ_LIMIT = 4096

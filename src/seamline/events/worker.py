@@ -23,7 +23,7 @@ from seamline.db.engine import Database
 from seamline.events import registry, retry
 from seamline.events.models import Delivery, OutboxEvent, Timer
 from seamline.events.outbox import STREAM_CONSUMER
-from seamline.events.registry import Event, Leased, Outcome
+from seamline.events.registry import WEBHOOK_PREFIX, Event, Leased, Outcome
 from seamline.kit import clock
 from seamline.observability import metrics
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("seamline.worker")
 
-WEBHOOK_PREFIX = "webhook:"
 # Rendered inline, not bound: the planners only use the partial "pending" indexes when the
 # query states the same literal condition.
 PENDING: ColumnClause[str] = literal_column("'pending'")

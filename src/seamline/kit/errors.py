@@ -57,9 +57,5 @@ class Conflict(SeamlineError):
     status, title, code = 409, "Conflict", "conflict"
 
 
-class PayloadTooLarge(SeamlineError):
-    status, title, code = 413, "Payload too large", "payload_too_large"
-
-
 class Unprocessable(SeamlineError):
     status, title, code = 422, "Unprocessable content", "validation_failed"
