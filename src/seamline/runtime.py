@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from seamline.api.idempotency import purge_expired
 from seamline.db.engine import Database
+from seamline.events import service as events
 from seamline.events.stream import NatsStream
 from seamline.events.webhooks import WebhookSender
 from seamline.events.worker import Worker
@@ -35,8 +36,14 @@ class Runtime:
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
             webhooks=sender,
             stream=self.stream,
-            housekeeping=(purge_expired,),
+            housekeeping=(purge_expired, self._prune_events),
         )
+
+    def _prune_events(self, db: Database) -> int:
+        with db.transaction() as session:
+            return events.prune_delivered(
+                session, older_than=timedelta(days=self.settings.event_retention_days)
+            )
 
     def close(self) -> None:
         for sender in self._senders:

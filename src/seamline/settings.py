@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = 50
     worker_lease_seconds: float = 60.0
     idempotency_ttl_hours: int = 24
+    event_retention_days: int = Field(
+        default=30, ge=1, description="Delivered events older than this are pruned."
+    )
     idempotency_lock_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
     webhook_allow_private_networks: bool = Field(

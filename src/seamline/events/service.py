@@ -220,3 +220,17 @@ def undelivered_count(session: Session) -> int:
         session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status != "done"))
         or 0
     )
+
+
+def prune_delivered(session: Session, *, older_than: timedelta) -> int:
+    """Delete done deliveries, and events none of whose deliveries is still open, older than
+    ``older_than`` (the retention of the event log). Returns the rows removed."""
+    horizon = clock.now() - older_than
+    removed = session.execute(
+        delete(Delivery).where(Delivery.status == "done", Delivery.done_at < horizon)
+    )
+    open_deliveries = select(Delivery.id).where(Delivery.event_seq == OutboxEvent.seq)
+    events = session.execute(
+        delete(OutboxEvent).where(OutboxEvent.created_at < horizon, ~open_deliveries.exists())
+    )
+    return int(removed.rowcount or 0) + int(events.rowcount or 0)  # type: ignore[attr-defined]
