@@ -106,10 +106,12 @@ def create_app(
 
 
 def _include_routers(app: FastAPI) -> None:
+    from seamline.catalog.api import router as catalog
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
+    from seamline.inventory.api import router as locations
 
-    for router in (channels, events):
+    for router in (channels, events, catalog, locations):
         app.include_router(router, prefix=API_PREFIX)
 
 

@@ -175,3 +175,22 @@ def ensure_channels(session: Session, wanted: list[ChannelCreate]) -> list[Chann
 
 def existing_handles(session: Session) -> set[str]:
     return set(session.scalars(select(Channel.handle)))
+
+
+def link_location(session: Session, channel_id: str, location_id: str | None) -> Channel:
+    """Point a store channel at its location (``None`` unlinks): called by the locations
+    service in the same transaction, so ``channels.location_id`` and ``locations.channel_id``
+    never disagree."""
+    channel = _find(session, channel_id, for_update=True)
+    if channel.location_id != location_id:
+        channel.location_id = location_id
+        channel.updated_at = clock.now()
+        session.flush()
+        emit(
+            session,
+            "channel.updated",
+            aggregate_type="channel",
+            aggregate_id=channel.id,
+            payload=_snapshot(channel),
+        )
+    return channel

@@ -1,4 +1,4 @@
-"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|demo``."""
+"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|catalog|locations|demo``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from seamline import __version__
+from seamline.cli import catalog as catalog_cli
 from seamline.cli import db as db_cli
 from seamline.cli import keys as keys_cli
 from seamline.cli import registry as registry_cli
@@ -22,6 +23,8 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(registry_cli.channels_app, name="channels")
 app.add_typer(registry_cli.webhooks_app, name="webhooks")
+app.add_typer(catalog_cli.catalog_app, name="catalog")
+app.add_typer(catalog_cli.locations_app, name="locations")
 app.command("serve")(run_cli.serve)
 app.command("worker")(run_cli.worker)
 app.command("demo")(run_cli.demo)

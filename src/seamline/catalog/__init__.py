@@ -1,0 +1,1 @@
+"""Products, variants, barcodes, prices, channel listings and collections."""

@@ -1,0 +1,103 @@
+"""Collections: named, hand-curated groups of products (``col_…``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from seamline.catalog.models import Collection, CollectionProduct
+from seamline.catalog.schemas import CollectionCreate, CollectionUpdate
+from seamline.catalog.service import find_product, usable_id
+from seamline.db.dialect import insert_ignoring_conflict
+from seamline.kit import clock
+from seamline.kit.errors import Conflict, FieldError, NotFound
+from seamline.kit.ids import new_id
+from seamline.kit.pagination import MAX_LIMIT
+
+
+def _handle_taken(handle: str) -> Conflict:
+    return Conflict(
+        f"a collection with handle {handle!r} exists",
+        code="collection_handle_taken",
+        errors=[FieldError("body.handle", "already taken", "taken")],
+    )
+
+
+def find_collection(session: Session, collection_id: str) -> Collection:
+    collection = session.get(Collection, collection_id) if usable_id(collection_id) else None
+    if collection is None:
+        raise NotFound(f"no collection {collection_id[:40]!r}", code="collection_not_found")
+    return collection
+
+
+def create_collection(session: Session, data: CollectionCreate) -> Collection:
+    """A collection's handle is unique, like a product's."""
+    if session.scalar(select(Collection.id).where(Collection.handle == data.handle)):
+        raise _handle_taken(data.handle)
+    now = clock.now()
+    collection = Collection(
+        id=new_id("col"), handle=data.handle, title=data.title, created_at=now, updated_at=now
+    )
+    session.add(collection)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise _handle_taken(data.handle) from exc
+    return collection
+
+
+def list_collections(
+    session: Session, *, cursor: str | None = None, limit: int = 50
+) -> tuple[list[Collection], str | None]:
+    limit = max(1, min(limit, MAX_LIMIT))
+    stmt = select(Collection).order_by(Collection.id).limit(limit + 1)
+    if cursor:
+        stmt = stmt.where(Collection.id > cursor)
+    rows = list(session.scalars(stmt))
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+
+
+def update_collection(session: Session, collection_id: str, data: CollectionUpdate) -> Collection:
+    collection = find_collection(session, collection_id)
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    changes = {k: v for k, v in changes.items() if getattr(collection, k) != v}
+    if "handle" in changes and session.scalar(
+        select(Collection.id).where(Collection.handle == changes["handle"])
+    ):
+        raise _handle_taken(changes["handle"])
+    if changes:
+        for field, value in changes.items():
+            setattr(collection, field, value)
+        collection.updated_at = clock.now()
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise _handle_taken(collection.handle) from exc
+    return collection
+
+
+def add_product(session: Session, collection_id: str, product_id: str) -> None:
+    """Put a product in a collection; adding it twice is harmless."""
+    collection = find_collection(session, collection_id)
+    product = find_product(session, product_id)
+    # ON CONFLICT DO NOTHING: two concurrent adds of the same product both succeed.
+    insert_ignoring_conflict(
+        session,
+        CollectionProduct,
+        {"collection_id": collection.id, "product_id": product.id, "added_at": clock.now()},
+        on=["collection_id", "product_id"],
+    )
+
+
+def remove_product(session: Session, collection_id: str, product_id: str) -> None:
+    collection = find_collection(session, collection_id)
+    member = (
+        session.get(CollectionProduct, (collection.id, product_id))
+        if usable_id(product_id)
+        else None
+    )
+    if member is None:
+        raise NotFound("the product is not in that collection", code="membership_not_found")
+    session.delete(member)
+    session.flush()

@@ -1,0 +1,1 @@
+"""Locations now; stock, reservations and availability build on them."""
