@@ -27,7 +27,7 @@ def test_create_product_with_variants_and_prices(
         "EUR": {"amount": 2500, "compare_at": 3000},
         "USD": {"amount": 2700},
     }
-    body.update(tags=["summer", "summer", "cotton"], media=["https://cdn.example.com/tee.jpg"])
+    body.update(tags=["summer", "summer", "cotton"], media=["https://media.example.com/tee.jpg"])
     response = client.post("/api/v1/products", json=body, headers=auth)
     assert response.status_code == 201, response.text
     product = response.json()
