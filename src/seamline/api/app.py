@@ -110,8 +110,9 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
     from seamline.inventory.api import router as locations
+    from seamline.inventory.stock_api import router as stock
 
-    for router in (channels, events, catalog, locations):
+    for router in (channels, events, catalog, locations, stock):
         app.include_router(router, prefix=API_PREFIX)
 
 

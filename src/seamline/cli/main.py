@@ -1,4 +1,4 @@
-"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|catalog|locations|demo``."""
+"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|catalog|inventory|…``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from seamline import __version__
 from seamline.cli import catalog as catalog_cli
 from seamline.cli import db as db_cli
+from seamline.cli import inventory as inventory_cli
 from seamline.cli import keys as keys_cli
 from seamline.cli import registry as registry_cli
 from seamline.cli import run as run_cli
@@ -25,6 +26,7 @@ app.add_typer(registry_cli.channels_app, name="channels")
 app.add_typer(registry_cli.webhooks_app, name="webhooks")
 app.add_typer(catalog_cli.catalog_app, name="catalog")
 app.add_typer(catalog_cli.locations_app, name="locations")
+app.add_typer(inventory_cli.inventory_app, name="inventory")
 app.command("serve")(run_cli.serve)
 app.command("worker")(run_cli.worker)
 app.command("demo")(run_cli.demo)

@@ -13,7 +13,7 @@ from seamline.catalog.models import (
 from seamline.channels.models import Channel
 from seamline.db.base import Base
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
-from seamline.inventory.models import Location
+from seamline.inventory.models import Location, Reservation, StockLevel, StockMovement
 
 metadata = Base.metadata
 
@@ -29,6 +29,9 @@ __all__ = [
     "OutboxEvent",
     "Price",
     "Product",
+    "Reservation",
+    "StockLevel",
+    "StockMovement",
     "Timer",
     "Variant",
     "WebhookAttempt",

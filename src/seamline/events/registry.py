@@ -13,7 +13,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 # Domain modules whose handlers must be known wherever events are emitted or delivered.
-HANDLER_MODULES = ("seamline.events.handlers", "seamline.channels.handlers")
+HANDLER_MODULES = (
+    "seamline.events.handlers",
+    "seamline.channels.handlers",
+    "seamline.inventory.handlers",
+)
 
 
 @dataclass(frozen=True)

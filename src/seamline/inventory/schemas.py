@@ -132,3 +132,117 @@ class LocationOut(BaseModel):
     active: bool
     created_at: datetime
     updated_at: datetime
+
+
+# -- stock and reservations ------------------------------------------------------------------
+
+MAX_QUANTITY = 1_000_000
+MAX_TTL_SECONDS = 7 * 24 * 3600
+ID_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}$"
+StockId = Annotated[str, Field(min_length=4, max_length=40, pattern=ID_PATTERN)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 … 1,000,000.")]
+Reason = Annotated[str, Field(max_length=200, pattern=NAME_PATTERN)]
+StockReference = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=REFERENCE_PATTERN, description="e.g. a cart line."),
+]
+MovementKind = Literal[
+    "receipt", "sale", "return", "transfer_out", "transfer_in", "count", "adjustment", "damage"
+]
+ReservationStatus = Literal["held", "committed", "released", "expired"]
+
+
+class _StockTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    location_id: StockId
+    variant_id: StockId
+
+
+class ReceiptCreate(_StockTarget):
+    quantity: Quantity
+    reason: Reason | None = None
+    reference: StockReference | None = None
+
+
+class AdjustmentCreate(_StockTarget):
+    """``increase``/``decrease`` write an ``adjustment`` movement, ``damage`` removes units,
+    ``return`` puts units back on the shelf."""
+
+    kind: Literal["increase", "decrease", "damage", "return"]
+    quantity: Quantity
+    reason: Reason
+    reference: StockReference | None = None
+
+
+class CountCreate(_StockTarget):
+    """An absolute count, accepted only if ``on_hand`` is still what the counter believed."""
+
+    expected_on_hand: Annotated[int, Field(ge=0, le=2**53)]
+    counted: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+    reason: Reason | None = None
+
+
+class StockLevelOut(BaseModel):
+    location_id: str
+    variant_id: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class VariantStockOut(BaseModel):
+    variant_id: str
+    on_hand: int
+    reserved: int
+    available: int
+    locations: list[StockLevelOut]
+
+
+class MovementOut(BaseModel):
+    id: int
+    location_id: str
+    variant_id: str
+    kind: MovementKind
+    quantity: int
+    reason: str
+    actor: str | None
+    reference: str | None
+    created_at: datetime
+
+
+class ReservationLine(_StockTarget):
+    quantity: Quantity
+    reference: StockReference
+
+
+class ReservationCreate(BaseModel):
+    """Hold every line or none. Without ``ttl_seconds`` the hold lasts until committed or
+    released (an order's commitment); with it, the worker releases it when it expires."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: Annotated[list[ReservationLine], Field(min_length=1, max_length=100)]
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] | None = None
+
+
+class ReservationExtend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)]
+
+
+class ReservationOut(BaseModel):
+    id: str
+    location_id: str
+    variant_id: str
+    quantity: int
+    reference: str
+    status: ReservationStatus
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReservationList(BaseModel):
+    data: list[ReservationOut]
