@@ -8,12 +8,13 @@ from sqlalchemy.orm import Session
 
 from seamline.catalog.models import Collection, CollectionProduct
 from seamline.catalog.schemas import CollectionCreate, CollectionUpdate
-from seamline.catalog.service import find_product, usable_id
+from seamline.catalog.service import find_product
 from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.lookup import get_or_404, usable_id
+from seamline.db.pagination import keyset_page
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, NotFound
 from seamline.kit.ids import new_id
-from seamline.kit.pagination import MAX_LIMIT
 
 
 def _handle_taken(handle: str) -> Conflict:
@@ -25,10 +26,9 @@ def _handle_taken(handle: str) -> Conflict:
 
 
 def find_collection(session: Session, collection_id: str) -> Collection:
-    collection = session.get(Collection, collection_id) if usable_id(collection_id) else None
-    if collection is None:
-        raise NotFound(f"no collection {collection_id[:40]!r}", code="collection_not_found")
-    return collection
+    return get_or_404(
+        session, Collection, collection_id, what="collection", code="collection_not_found"
+    )
 
 
 def create_collection(session: Session, data: CollectionCreate) -> Collection:
@@ -50,12 +50,9 @@ def create_collection(session: Session, data: CollectionCreate) -> Collection:
 def list_collections(
     session: Session, *, cursor: str | None = None, limit: int = 50
 ) -> tuple[list[Collection], str | None]:
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(Collection).order_by(Collection.id).limit(limit + 1)
-    if cursor:
-        stmt = stmt.where(Collection.id > cursor)
-    rows = list(session.scalars(stmt))
-    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+    return keyset_page(
+        session, select(Collection), Collection.id, after=cursor or None, limit=limit
+    )
 
 
 def update_collection(session: Session, collection_id: str, data: CollectionUpdate) -> Collection:

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 from seamline.catalog.models import Listing
 from seamline.catalog.render import listing_out
 from seamline.catalog.schemas import ListingOut
-from seamline.catalog.service import emit_product_event, find_product, usable_id
+from seamline.catalog.service import emit_product_event, find_product
 from seamline.channels.service import get_channel
+from seamline.db.lookup import usable_id
 from seamline.kit import clock
 from seamline.kit.errors import NotFound
 

@@ -29,13 +29,13 @@ from seamline.catalog.schemas import (
     VariantOut,
     VariantUpdate,
 )
+from seamline.db.lookup import get_or_404, not_found, usable_id
+from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, NotFound
 from seamline.kit.ids import new_id
-from seamline.kit.pagination import MAX_LIMIT
 
-ID_MAX_LENGTH = 40
 MAX_QUERY_LENGTH = 200
 
 
@@ -55,11 +55,6 @@ def _visible() -> ColumnElement[bool]:
 # -- lookups ---------------------------------------------------------------------------------
 
 
-def usable_id(value: str) -> bool:
-    # An id that cannot exist never reaches the database (a NUL is an error on PostgreSQL).
-    return len(value) <= ID_MAX_LENGTH and "\x00" not in value
-
-
 def find_product(
     session: Session, product_id: str, *, caller: Caller | None = None, for_update: bool = False
 ) -> Product:
@@ -72,17 +67,19 @@ def find_product(
             stmt = stmt.with_for_update()
         product = session.scalars(stmt).one_or_none()
     if product is None:
-        raise NotFound(f"no product {product_id[:ID_MAX_LENGTH]!r}", code="product_not_found")
+        raise not_found("product", product_id, "product_not_found")
     return product
 
 
 def find_variant(session: Session, variant_id: str, *, for_update: bool = False) -> Variant:
-    variant = None
-    if usable_id(variant_id):
-        variant = session.get(Variant, variant_id, with_for_update=for_update)
-    if variant is None:
-        raise NotFound(f"no variant {variant_id[:ID_MAX_LENGTH]!r}", code="variant_not_found")
-    return variant
+    return get_or_404(
+        session,
+        Variant,
+        variant_id,
+        what="variant",
+        code="variant_not_found",
+        for_update=for_update,
+    )
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -257,8 +254,7 @@ def list_products(
 ) -> tuple[list[ProductOut], str | None]:
     """Products in id order with filters; ``q`` matches a name (substring of the folded title,
     handle and tags), or a SKU or barcode exactly (through their unique indexes)."""
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(Product).order_by(Product.id).limit(limit + 1)
+    stmt = select(Product)
     if storefront_only(caller):
         stmt = stmt.where(_visible())
     if status:
@@ -276,11 +272,8 @@ def list_products(
         )
     if q:
         stmt = stmt.where(_matches(q))
-    if cursor:
-        stmt = stmt.where(Product.id > cursor)
-    rows = list(session.scalars(stmt))
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return render(session, rows[:limit]), next_cursor
+    rows, next_cursor = keyset_page(session, stmt, Product.id, after=cursor or None, limit=limit)
+    return render(session, rows), next_cursor
 
 
 def _matches(q: str) -> ColumnElement[bool]:

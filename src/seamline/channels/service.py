@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 from seamline.auth.service import Caller
 from seamline.channels.models import Channel
 from seamline.channels.schemas import ChannelCreate, ChannelUpdate
+from seamline.db.lookup import get_or_404
+from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError, NotFound, Unprocessable
+from seamline.kit.errors import Conflict, FieldError, Unprocessable
 from seamline.kit.ids import new_id
-from seamline.kit.pagination import MAX_LIMIT
 
 MAX_ATTRIBUTES_BYTES = 16_384
-ID_MAX_LENGTH = 40  # the width of Channel.id
 
 
 def _snapshot(channel: Channel) -> dict[str, Any]:
@@ -92,15 +92,14 @@ def _handle_taken(handle: str) -> Conflict:
 
 
 def _find(session: Session, channel_id: str, *, for_update: bool = False) -> Channel:
-    # An id that cannot exist is simply not found: it never reaches the database, where a NUL
-    # byte would be an error on PostgreSQL rather than a miss.
-    channel = None
-    if len(channel_id) <= ID_MAX_LENGTH and "\x00" not in channel_id:
-        channel = session.get(Channel, channel_id, with_for_update=for_update)
-    if channel is None:
-        shown = channel_id if len(channel_id) <= ID_MAX_LENGTH else channel_id[:ID_MAX_LENGTH] + "…"
-        raise NotFound(f"no channel {shown!r}", code="channel_not_found")
-    return channel
+    return get_or_404(
+        session,
+        Channel,
+        channel_id,
+        what="channel",
+        code="channel_not_found",
+        for_update=for_update,
+    )
 
 
 def get_channel(session: Session, channel_id: str) -> Channel:
@@ -117,17 +116,12 @@ def list_channels(
 ) -> tuple[list[Channel], str | None]:
     """Channels in id order (creation order, to the millisecond); ``cursor`` is the last id of
     the previous page, so pages stay stable while channels are added."""
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(Channel).order_by(Channel.id).limit(limit + 1)
+    stmt = select(Channel)
     if kind:
         stmt = stmt.where(Channel.kind == kind)
     if active is not None:
         stmt = stmt.where(Channel.active == active)
-    if cursor:
-        stmt = stmt.where(Channel.id > cursor)
-    rows = list(session.scalars(stmt))
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return keyset_page(session, stmt, Channel.id, after=cursor or None, limit=limit)
 
 
 def update_channel(

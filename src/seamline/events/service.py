@@ -8,6 +8,8 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from seamline.db.lookup import get_or_404
+from seamline.db.pagination import keyset_page
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
 from seamline.events.registry import Event
 from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
@@ -15,9 +17,8 @@ from seamline.events.webhooks import consumer_name
 from seamline.events.worker import to_event
 from seamline.kit import clock
 from seamline.kit.crypto import SecretBox
-from seamline.kit.errors import FieldError, NotFound, Unprocessable
+from seamline.kit.errors import FieldError, Unprocessable
 from seamline.kit.ids import new_id, new_secret
-from seamline.kit.pagination import MAX_LIMIT
 
 ROTATION_GRACE = timedelta(hours=24)
 
@@ -44,10 +45,14 @@ def create_endpoint(
 
 
 def get_endpoint(session: Session, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=lock or None)
-    if endpoint is None:
-        raise NotFound(f"no webhook endpoint {endpoint_id}", code="webhook_endpoint_not_found")
-    return endpoint
+    return get_or_404(
+        session,
+        WebhookEndpoint,
+        endpoint_id,
+        what="webhook endpoint",
+        code="webhook_endpoint_not_found",
+        for_update=lock,
+    )
 
 
 def list_endpoints(session: Session) -> list[WebhookEndpoint]:
@@ -106,18 +111,8 @@ def list_attempts(
 ) -> tuple[list[WebhookAttempt], str | None]:
     """Newest attempts first, paginated by cursor."""
     get_endpoint(session, endpoint_id)
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = (
-        select(WebhookAttempt)
-        .where(WebhookAttempt.endpoint_id == endpoint_id)
-        .order_by(WebhookAttempt.id.desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        stmt = stmt.where(WebhookAttempt.id < before)
-    rows = list(session.scalars(stmt))
-    cursor = str(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], cursor
+    stmt = select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id)
+    return keyset_page(session, stmt, WebhookAttempt.id, after=before, limit=limit, descending=True)
 
 
 def list_events(
@@ -129,15 +124,11 @@ def list_events(
     transaction that commits late can appear behind a cursor already passed: the log is for
     inspection and catching up; the guaranteed paths are webhooks and the stream.
     """
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit + 1)
+    stmt = select(OutboxEvent)
     if type_prefix:
         stmt = stmt.where(OutboxEvent.type.startswith(type_prefix, autoescape=True))
-    if after is not None:
-        stmt = stmt.where(OutboxEvent.seq > after)
-    rows = list(session.scalars(stmt))
-    cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
-    return [to_event(r) for r in rows[:limit]], cursor
+    rows, cursor = keyset_page(session, stmt, OutboxEvent.seq, after=after, limit=limit)
+    return [to_event(r) for r in rows], cursor
 
 
 @dataclass(frozen=True)

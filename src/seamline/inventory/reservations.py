@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
+from seamline.db.lookup import get_or_404
 from seamline.events import timers
 from seamline.inventory.models import Reservation, StockLevel, StockMovement
 from seamline.inventory.schemas import (
@@ -18,7 +19,6 @@ from seamline.inventory.schemas import (
     ReservationOut,
     StockLevelOut,
 )
-from seamline.inventory.service import ID_MAX_LENGTH
 from seamline.inventory.stock import (
     EXPIRE_KIND,
     _changed,
@@ -30,7 +30,7 @@ from seamline.inventory.stock import (
     expire_key,
 )
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError, NotFound
+from seamline.kit.errors import Conflict, FieldError
 from seamline.kit.ids import new_id
 
 
@@ -170,14 +170,14 @@ def _same_hold(existing: Reservation, quantity: int, index: int) -> ReservationO
 def find_reservation(
     session: Session, reservation_id: str, *, for_update: bool = False
 ) -> Reservation:
-    reservation = None
-    if len(reservation_id) <= ID_MAX_LENGTH and "\x00" not in reservation_id:
-        reservation = session.get(Reservation, reservation_id, with_for_update=for_update)
-    if reservation is None:
-        raise NotFound(
-            f"no reservation {reservation_id[:ID_MAX_LENGTH]!r}", code="reservation_not_found"
-        )
-    return reservation
+    return get_or_404(
+        session,
+        Reservation,
+        reservation_id,
+        what="reservation",
+        code="reservation_not_found",
+        for_update=for_update,
+    )
 
 
 def get_reservation(session: Session, reservation_id: str) -> ReservationOut:

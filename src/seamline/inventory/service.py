@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.channels import service as channels
+from seamline.db.lookup import get_or_404
+from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
 from seamline.inventory.models import Location
 from seamline.inventory.schemas import (
@@ -23,11 +25,9 @@ from seamline.inventory.schemas import (
     Opening,
 )
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError, NotFound, Unprocessable
+from seamline.kit.errors import Conflict, FieldError, Unprocessable
 from seamline.kit.ids import new_id
-from seamline.kit.pagination import MAX_LIMIT
 
-ID_MAX_LENGTH = 40
 PLAIN_FIELDS = (
     "name",
     "address_line1",
@@ -100,12 +100,14 @@ def _handle_taken(handle: str) -> Conflict:
 
 
 def find_location(session: Session, location_id: str, *, for_update: bool = False) -> Location:
-    location = None
-    if len(location_id) <= ID_MAX_LENGTH and "\x00" not in location_id:
-        location = session.get(Location, location_id, with_for_update=for_update)
-    if location is None:
-        raise NotFound(f"no location {location_id[:ID_MAX_LENGTH]!r}", code="location_not_found")
-    return location
+    return get_or_404(
+        session,
+        Location,
+        location_id,
+        what="location",
+        code="location_not_found",
+        for_update=for_update,
+    )
 
 
 def _link(session: Session, location: Location, channel_id: str | None) -> None:
@@ -233,12 +235,8 @@ def get_location(session: Session, location_id: str) -> LocationOut:
 def list_locations(
     session: Session, *, kind: str | None = None, cursor: str | None = None, limit: int = 50
 ) -> tuple[list[LocationOut], str | None]:
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(Location).order_by(Location.id).limit(limit + 1)
+    stmt = select(Location)
     if kind:
         stmt = stmt.where(Location.kind == kind)
-    if cursor:
-        stmt = stmt.where(Location.id > cursor)
-    rows = list(session.scalars(stmt))
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return [to_out(r) for r in rows[:limit]], next_cursor
+    rows, next_cursor = keyset_page(session, stmt, Location.id, after=cursor or None, limit=limit)
+    return [to_out(r) for r in rows], next_cursor

@@ -13,8 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
-from seamline.catalog.models import Variant
+from seamline.catalog.service import find_variant
 from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
 from seamline.inventory.models import StockLevel, StockMovement
 from seamline.inventory.schemas import (
@@ -25,10 +26,9 @@ from seamline.inventory.schemas import (
     StockLevelOut,
     VariantStockOut,
 )
-from seamline.inventory.service import ID_MAX_LENGTH, find_location
+from seamline.inventory.service import find_location
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError, NotFound
-from seamline.kit.pagination import MAX_LIMIT
+from seamline.kit.errors import Conflict, FieldError
 
 EXPIRE_KIND = "reservation.expire"
 ADJUSTMENT_SIGNS = {"increase": 1, "decrease": -1, "damage": -1, "return": 1}
@@ -70,11 +70,7 @@ def _check_target(
     find_location(session, location_id)
     if caller is not None:
         caller.require_location(location_id)
-    variant = None
-    if len(variant_id) <= ID_MAX_LENGTH and "\x00" not in variant_id:
-        variant = session.get(Variant, variant_id)
-    if variant is None:
-        raise NotFound(f"no variant {variant_id[:ID_MAX_LENGTH]!r}", code="variant_not_found")
+    find_variant(session, variant_id)
 
 
 def _ensure_row(session: Session, location_id: str, variant_id: str) -> None:
@@ -236,12 +232,7 @@ def count(session: Session, data: CountCreate, *, caller: Caller | None = None) 
 
 
 def variant_stock(session: Session, variant_id: str) -> VariantStockOut:
-    if (
-        len(variant_id) > ID_MAX_LENGTH
-        or "\x00" in variant_id
-        or not session.get(Variant, variant_id)
-    ):
-        raise NotFound(f"no variant {variant_id[:ID_MAX_LENGTH]!r}", code="variant_not_found")
+    find_variant(session, variant_id)
     rows = session.scalars(
         select(StockLevel)
         .where(StockLevel.variant_id == variant_id)
@@ -268,16 +259,12 @@ def movements(
     limit: int = 50,
 ) -> tuple[list[MovementOut], str | None]:
     """The ledger, oldest first."""
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(StockMovement).order_by(StockMovement.id).limit(limit + 1)
+    stmt = select(StockMovement)
     if variant_id:
         stmt = stmt.where(StockMovement.variant_id == variant_id)
     if location_id:
         stmt = stmt.where(StockMovement.location_id == location_id)
-    if cursor is not None:
-        stmt = stmt.where(StockMovement.id > cursor)
-    rows = list(session.scalars(stmt))
-    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    rows, next_cursor = keyset_page(session, stmt, StockMovement.id, after=cursor, limit=limit)
     return (
         [
             MovementOut(
@@ -291,7 +278,7 @@ def movements(
                 reference=r.reference,
                 created_at=r.created_at,
             )
-            for r in rows[:limit]
+            for r in rows
         ],
         next_cursor,
     )
