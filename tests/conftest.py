@@ -30,7 +30,7 @@ from seamline.db.models import metadata
 from seamline.kit import clock as clock_module
 from seamline.kit.clock import FrozenClock
 from seamline.runtime import Runtime, build_runtime
-from seamline.settings import Settings
+from seamline.settings import Settings, get_settings
 
 # One database per test session, so parallel runs on one server never trample each other.
 PG_TEST_DB = f"seamline_test_{os.getpid()}"
@@ -226,3 +226,18 @@ def live_server(app: FastAPI) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Point CLI commands run in-process (Typer's CliRunner) at the test database."""
+    env = {
+        "SEAMLINE_DATABASE_URL": settings.resolved_database_url,
+        "SEAMLINE_DATA_DIR": str(settings.data_dir),
+        "SEAMLINE_SECRET_KEY": settings.resolved_secret_key,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from seamline.catalog.models import Price, Product, Variant
 from seamline.cli.main import app as cli
 from seamline.db.engine import Database
 from seamline.events.models import OutboxEvent
-from seamline.settings import Settings, get_settings
 
 HEADER = "handle,title,status,sku,barcode,option:size,price:EUR,compare_at:EUR,weight_grams\n"
 
@@ -168,16 +166,6 @@ def test_export_then_import_round_trips(
     assert again["variants_updated"] == 0
     assert counts(db)[3] == events_before
     assert client.get("/api/v1/products", headers=auth).json()["data"] == before
-
-
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SEAMLINE_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("SEAMLINE_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("SEAMLINE_SECRET_KEY", settings.resolved_secret_key)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,21 +16,6 @@ from typer.testing import CliRunner
 
 from seamline import __version__
 from seamline.cli.main import app
-from seamline.settings import Settings, get_settings
-
-
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    env = {
-        "SEAMLINE_DATABASE_URL": settings.resolved_database_url,
-        "SEAMLINE_DATA_DIR": str(settings.data_dir),
-        "SEAMLINE_SECRET_KEY": settings.resolved_secret_key,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield env
-    get_settings.cache_clear()
 
 
 def test_version() -> None:

@@ -13,18 +13,12 @@ from sqlalchemy import select
 from seamline.db.engine import Database
 from seamline.events.models import OutboxEvent, Timer
 from seamline.inventory import reservations as holds
-from seamline.inventory.models import Reservation, StockLevel
+from seamline.inventory.models import Reservation
 from seamline.inventory.schemas import ReservationCreate, ReservationLine
 from seamline.kit.clock import FrozenClock
 from seamline.runtime import Runtime
 from tests.catalog_helpers import events
-from tests.stock_helpers import make_location, make_variant, receive, reserve
-
-
-def level(db: Database, loc: str, var: str) -> tuple[int, int]:
-    with db.transaction(readonly=True) as session:
-        row = session.get(StockLevel, (loc, var))
-        return (row.on_hand, row.reserved) if row else (0, 0)
+from tests.stock_helpers import level, make_location, make_variant, receive, reserve
 
 
 def reservations(db: Database) -> list[tuple[str, str, int]]:

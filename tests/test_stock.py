@@ -19,13 +19,7 @@ from seamline.db.engine import Database
 from seamline.inventory.models import StockLevel, StockMovement
 from seamline.settings import Settings, get_settings
 from tests.catalog_helpers import events
-from tests.stock_helpers import make_location, make_variant, receive, reserve
-
-
-def level(db: Database, loc: str, var: str) -> tuple[int, int]:
-    with db.transaction(readonly=True) as session:
-        row = session.get(StockLevel, (loc, var))
-        return (row.on_hand, row.reserved) if row else (0, 0)
+from tests.stock_helpers import level, make_location, make_variant, receive, reserve
 
 
 def ledger(db: Database, loc: str, var: str) -> int:

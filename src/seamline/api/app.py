@@ -42,7 +42,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from seamline.inventory.stream import StockStreamHub
+
         stop = threading.Event()
+        app.state.stock_stream = stock_stream = StockStreamHub(rt.db)
+        stock_stream.start()
         thread: threading.Thread | None = None
         if embedded_worker:
             worker = rt.worker()
@@ -56,6 +60,7 @@ def create_app(
         try:
             yield
         finally:
+            stock_stream.stop()
             stop.set()
             rt.db.wakeup.set()
             if thread is not None:
@@ -110,9 +115,11 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
     from seamline.inventory.api import router as locations
+    from seamline.inventory.availability_api import router as availability
     from seamline.inventory.stock_api import router as stock
+    from seamline.inventory.stream_api import router as stock_stream
 
-    for router in (channels, events, catalog, locations, stock):
+    for router in (channels, events, catalog, locations, stock, availability, stock_stream):
         app.include_router(router, prefix=API_PREFIX)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -51,6 +52,11 @@ class Problem(BaseModel):
     instance: str | None = None
     request_id: str | None = None
     errors: list[ProblemFieldError] = Field(default_factory=list)
+    available: int | None = Field(
+        default=None, description="On `insufficient_stock`: the units that could be promised."
+    )
+
+    model_config = ConfigDict(extra="allow")
 
 
 def problem_response(
@@ -62,8 +68,10 @@ def problem_response(
     errors: list[FieldError] | None = None,
     instance: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extra or {}),
         "type": f"/problems/{code}",
         "title": title or _HTTP_CODES.get(status, ("Error", "error"))[0],
         "status": status,
@@ -96,7 +104,24 @@ def _validation_errors(exc: RequestValidationError) -> tuple[int, str, str, list
     return 422, "validation_failed", "The request has invalid fields.", fields
 
 
+# Transaction collisions the database resolved by aborting one side (deadlock, serialization
+# failure, lock timeout): nothing was written, and the same request succeeds on a retry.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if getattr(exc.orig, "sqlstate", None) not in TRANSIENT_SQLSTATES:
+            raise exc
+        return problem_response(
+            503,
+            "concurrent_update",
+            "The request collided with a concurrent one and was rolled back; retry it.",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(SeamlineError)
     async def _business(request: Request, exc: SeamlineError) -> JSONResponse:
         return problem_response(
@@ -107,6 +132,7 @@ def install(app: FastAPI) -> None:
             errors=exc.errors,
             instance=request.url.path,
             headers=exc.headers or None,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -83,6 +83,8 @@ def location_create(
     postcode: Annotated[str | None, typer.Option()] = None,
     city: Annotated[str | None, typer.Option()] = None,
     channel: Annotated[str | None, typer.Option(help="Store channel id to link")] = None,
+    latitude: Annotated[float | None, typer.Option(help="With --longitude")] = None,
+    longitude: Annotated[float | None, typer.Option()] = None,
     ships: Annotated[bool, typer.Option(help="Ships orders")] = False,
     pickup: Annotated[bool, typer.Option(help="Offers pick-up")] = False,
     returns: Annotated[bool, typer.Option(help="Takes returns")] = False,
@@ -100,6 +102,9 @@ def location_create(
             "postcode": postcode,
             "city": city,
             "channel_id": channel,
+            "coordinates": {"latitude": latitude, "longitude": longitude}
+            if latitude is not None or longitude is not None
+            else None,
             "ships": ships,
             "pickup": pickup,
             "returns": returns,
@@ -126,3 +131,27 @@ def location_list() -> None:
             if cursor is None:
                 break
         console.print(table)
+
+
+@locations_app.command("postcodes")
+def postcodes_import(
+    file: Annotated[Path, typer.Argument(help="GeoNames postal-code file (tab-separated)")],
+) -> None:
+    """Load postcode centroids for "pick up near me"; a bad line imports nothing."""
+    from seamline.inventory import postcodes
+
+    if not file.is_file():
+        err_console.print(f"[red]error[/red] no such file: {file}")
+        raise typer.Exit(2)
+    lines = sum(1 for _ in file.open(encoding="utf-8"))
+    with runtime() as rt, rt.db.transaction() as session, _progress() as bar:
+        task = bar.add_task("postcodes", total=lines)
+        written, problems = postcodes.import_geonames(
+            session, file, advance=lambda n: bar.advance(task, n)
+        )
+        if problems:
+            for number, problem in problems[:50]:
+                err_console.print(f"  line {number}: {problem}")
+            err_console.print(f"[red]error[/red] {len(problems)} bad line(s); nothing imported")
+            raise typer.Exit(1)
+    console.print(f"[green]imported[/green] {written} postcode centroid(s)")

@@ -10,11 +10,17 @@ from sqlalchemy.orm import Session
 
 
 def insert_ignoring_conflict(
-    session: Session, model: Any, values: dict[str, Any], *, on: Sequence[str]
+    session: Session,
+    model: Any,
+    values: dict[str, Any],
+    *,
+    on: Sequence[str],
+    where: Any = None,
 ) -> bool:
     """``INSERT … ON CONFLICT DO NOTHING``; returns whether a row was inserted.
 
     Safe under concurrency on both backends: the unique index decides, not a prior read.
+    ``where`` names the predicate of a partial unique index.
     """
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
@@ -22,7 +28,7 @@ def insert_ignoring_conflict(
     stmt = (
         module.insert(table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=list(on))
+        .on_conflict_do_nothing(index_elements=list(on), index_where=where)
         .returning(*table.primary_key.columns)
     )
     # RETURNING yields a row only when the insert happened (rowcount is unreliable here).

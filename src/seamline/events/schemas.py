@@ -10,13 +10,18 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from seamline.kit.schemas import PlainText
 
 EVENT_TYPE_PATTERN = r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$"
-# http(s), a host name or address, an optional port and a printable-ASCII path: the pattern is
-# in the OpenAPI document; the parsed-URL check after it only adds what a regex cannot say.
+# http(s), a host name (its last label starts with a letter: a host ending in a number is parsed
+# as an IPv4 address by URL parsers) or an IPv4 address, an optional port and a printable-ASCII
+# path: the pattern is in the OpenAPI document; the parsed-URL check after it only adds what a
+# regex cannot say.
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-URL_PATTERN = (
-    r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
-    rf"(?::{_PORT})?(?:/[!-~]*)?$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_HOST = (
+    rf"(?:(?:{_LABEL}\.){{0,20}}[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+    rf"|{_OCTET}(?:\.{_OCTET}){{3}})"
 )
+URL_PATTERN = rf"^https?://{_HOST}(?::{_PORT})?(?:/[!-~]*)?$"
 MAX_URL_LENGTH = 2048
 MAX_EVENT_TYPE_LENGTH = 100
 

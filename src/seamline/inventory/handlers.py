@@ -8,10 +8,8 @@ from sqlalchemy.orm import Session
 
 from seamline.events.registry import on_timer
 from seamline.inventory.models import Reservation
-from seamline.inventory.reservations import _claim, _let_go
-from seamline.inventory.stock import (
-    EXPIRE_KIND,
-)
+from seamline.inventory.reservations import claim, let_go
+from seamline.inventory.stock import EXPIRE_KIND
 from seamline.kit import clock
 
 
@@ -24,6 +22,6 @@ def expire(session: Session, key: str, payload: dict[str, Any]) -> None:
         return
     if reservation.expires_at is None or reservation.expires_at > clock.now():
         return  # extended after this timer was due; the rescheduled timer handles it
-    claimed = _claim(session, reservation_id, "expired")
+    claimed = claim(session, reservation_id, "expired")
     if claimed is not None:
-        _let_go(session, claimed, "expire")
+        let_go(session, claimed, "expire")

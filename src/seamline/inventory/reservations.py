@@ -1,37 +1,43 @@
 """Reservations: holds on stock for a cart or order line — reserve, extend, release, commit,
-and expiry through a durable timer. Every change is one conditional update."""
+and expiry through a durable timer.
+
+A hold is one conditional update of one stock bucket (``buckets.hold``); the reservation row
+records the bucket so its release or sale touches the same row. The happy path of a reserve is
+that update, the reservation insert, its timer and its event: nothing is read first. Lookups
+happen only to explain a failure (404 or 409).
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
+from seamline.catalog.service import find_variant
+from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.lookup import get_or_404
 from seamline.events import timers
-from seamline.inventory.models import Reservation, StockLevel, StockMovement
-from seamline.inventory.schemas import (
-    ReservationCreate,
-    ReservationOut,
-    StockLevelOut,
-)
+from seamline.inventory import availability, buckets
+from seamline.inventory.availability import Policy
+from seamline.inventory.models import Location, Reservation
+from seamline.inventory.schemas import ReservationCreate, ReservationLine, ReservationOut
 from seamline.inventory.stock import (
     EXPIRE_KIND,
-    _changed,
-    _check_target,
-    _current,
-    _insufficient,
-    _level_out,
-    _where,
+    changed,
+    check_target,
     expire_key,
+    insufficient,
+    location_totals,
+    record,
 )
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError
+from seamline.kit.errors import Conflict, FieldError, Unprocessable
 from seamline.kit.ids import new_id
+
+LIVE = text("status = 'held'")
 
 
 def reservation_out(r: Reservation) -> ReservationOut:
@@ -41,6 +47,7 @@ def reservation_out(r: Reservation) -> ReservationOut:
         variant_id=r.variant_id,
         quantity=r.quantity,
         reference=r.reference,
+        channel_id=r.channel_id,
         status=r.status,
         expires_at=r.expires_at,
         created_at=r.created_at,
@@ -48,112 +55,27 @@ def reservation_out(r: Reservation) -> ReservationOut:
     )
 
 
+@dataclass
+class _Hold:
+    """One line being held: where, and under which rule."""
+
+    index: int
+    line: ReservationLine
+    expires_at: datetime | None
+    policy: Policy | None
+
+
 def _live_hold(
-    session: Session, reference: str, location_id: str, variant_id: str
+    session: Session, reference: str, variant_id: str, location_id: str | None
 ) -> Reservation | None:
-    return session.scalar(
-        select(Reservation).where(
-            Reservation.reference == reference,
-            Reservation.location_id == location_id,
-            Reservation.variant_id == variant_id,
-            Reservation.status == "held",
-        )
+    stmt = select(Reservation).where(
+        Reservation.reference == reference,
+        Reservation.variant_id == variant_id,
+        Reservation.status == "held",
     )
-
-
-def _shift_reserved(
-    session: Session, location_id: str, variant_id: str, quantity: int, *, sale: bool = False
-) -> StockLevelOut | None:
-    """``reserved += quantity`` (negative releases); with ``sale`` also ``on_hand += quantity``.
-
-    One conditional update: a hold takes only available units; a release or sale only what is
-    reserved. Returns None when the condition fails.
-    """
-    values: dict[str, Any] = {
-        "reserved": StockLevel.reserved + quantity,
-        "updated_at": clock.now(),
-    }
-    stmt = update(StockLevel).where(_where(location_id, variant_id))
-    if quantity > 0:
-        stmt = stmt.where(StockLevel.on_hand - StockLevel.reserved >= quantity)
-    else:
-        stmt = stmt.where(StockLevel.reserved >= -quantity)
-    if sale:
-        values["on_hand"] = StockLevel.on_hand + quantity
-        stmt = stmt.where(StockLevel.on_hand >= -quantity)
-    row = session.execute(
-        stmt.values(**values).returning(StockLevel.on_hand, StockLevel.reserved)
-    ).first()
-    if row is None:
-        return None
-    return _level_out(location_id, variant_id, int(row[0]), int(row[1]))
-
-
-def reserve(
-    session: Session, data: ReservationCreate, *, caller: Caller | None = None
-) -> list[ReservationOut]:
-    """Hold every line or none (the caller's transaction rolls back on the first 409).
-
-    Lines lock their stock rows in one fixed order — by location, then variant — so two
-    multi-line reservations can never deadlock. A line whose reference already holds the same
-    units returns that hold (a retried request reserves nothing twice).
-    """
-    order = sorted(
-        range(len(data.lines)),
-        key=lambda i: (data.lines[i].location_id, data.lines[i].variant_id),
-    )
-    now = clock.now()
-    expires_at = now + timedelta(seconds=data.ttl_seconds) if data.ttl_seconds else None
-    results: dict[int, ReservationOut] = {}
-    for i in order:
-        line = data.lines[i]
-        _check_target(session, line.location_id, line.variant_id, caller)
-        existing = _live_hold(session, line.reference, line.location_id, line.variant_id)
-        if existing is not None:
-            results[i] = _same_hold(existing, line.quantity, i)
-            continue
-        level = _shift_reserved(session, line.location_id, line.variant_id, line.quantity)
-        if level is None:
-            on_hand, reserved = _current(session, line.location_id, line.variant_id)
-            raise _insufficient(
-                line.location_id, line.variant_id, on_hand - reserved, line.quantity
-            )
-        reservation = Reservation(
-            id=new_id("res"),
-            location_id=line.location_id,
-            variant_id=line.variant_id,
-            quantity=line.quantity,
-            reference=line.reference,
-            status="held",
-            expires_at=expires_at,
-            created_at=now,
-            updated_at=now,
-        )
-        savepoint = session.begin_nested()
-        try:
-            session.add(reservation)
-            session.flush()
-            savepoint.commit()
-        except IntegrityError:
-            # A concurrent identical request held it first: give the units back, return its hold.
-            savepoint.rollback()
-            _shift_reserved(session, line.location_id, line.variant_id, -line.quantity)
-            existing = _live_hold(session, line.reference, line.location_id, line.variant_id)
-            if existing is None:
-                raise
-            results[i] = _same_hold(existing, line.quantity, i)
-            continue
-        if expires_at is not None:
-            timers.schedule(
-                session,
-                expire_key(reservation.id),
-                kind=EXPIRE_KIND,
-                fire_at=expires_at,
-                payload={"reservation_id": reservation.id},
-            )
-        _changed(session, level, "reserve")
-        results[i] = reservation_out(reservation)
-    return [results[i] for i in range(len(data.lines))]
+    if location_id is not None:
+        stmt = stmt.where(Reservation.location_id == location_id)
+    return session.scalars(stmt.order_by(Reservation.created_at)).first()
 
 
 def _same_hold(existing: Reservation, quantity: int, index: int) -> ReservationOut:
@@ -165,6 +87,189 @@ def _same_hold(existing: Reservation, quantity: int, index: int) -> ReservationO
             errors=[FieldError(f"body.lines.{index}.quantity", "differs from the hold", "taken")],
         )
     return reservation_out(existing)
+
+
+def _keep(session: Session, policy: Policy | None, location_id: str) -> int:
+    if policy is None:
+        return 0
+    if location_id not in policy.kinds:
+        location = session.get(Location, location_id)
+        return policy.keep(location) if location is not None else 0
+    return policy.keep_at(location_id)
+
+
+def _hold_at(
+    session: Session, hold: _Hold, location_id: str, *, wait: bool = True
+) -> ReservationOut | None:
+    """Hold the line at one location; None if the units are not there (nothing changed)."""
+    line = hold.line
+    keep = _keep(session, hold.policy, location_id)
+    held = buckets.hold(session, location_id, line.variant_id, line.quantity, keep=keep, wait=wait)
+    if held is None:
+        return None
+    now = clock.now()
+    reservation_id = new_id("res")
+    inserted = insert_ignoring_conflict(
+        session,
+        Reservation,
+        {
+            "id": reservation_id,
+            "location_id": location_id,
+            "variant_id": line.variant_id,
+            "quantity": line.quantity,
+            "reference": line.reference,
+            "bucket": held.bucket,
+            "channel_id": hold.policy.channel_id if hold.policy else None,
+            "status": "held",
+            "expires_at": hold.expires_at,
+            "created_at": now,
+            "updated_at": now,
+        },
+        on=["reference", "location_id", "variant_id"],
+        where=LIVE,
+    )
+    if not inserted:
+        # A concurrent identical request held it first: give the units back, return its hold.
+        buckets.unhold(session, location_id, line.variant_id, held.bucket, line.quantity)
+        existing = _live_hold(session, line.reference, line.variant_id, location_id)
+        if existing is None:  # released in between; the caller may simply retry
+            raise Conflict("the hold changed concurrently; retry", code="reservation_conflict")
+        return _same_hold(existing, line.quantity, hold.index)
+    if hold.expires_at is not None:
+        timers.schedule(
+            session,
+            expire_key(reservation_id),
+            kind=EXPIRE_KIND,
+            fire_at=hold.expires_at,
+            payload={"reservation_id": reservation_id},
+        )
+    changed(session, held, "reserve", delta_reserved=line.quantity)
+    reservation = session.get(Reservation, reservation_id)
+    assert reservation is not None
+    return reservation_out(reservation)
+
+
+def _at_location(session: Session, hold: _Hold, caller: Caller | None) -> ReservationOut:
+    line = hold.line
+    assert line.location_id is not None
+    if caller is not None:
+        caller.require_location(line.location_id)
+    done = _hold_at(session, hold, line.location_id)
+    if done is not None:
+        return done
+    check_target(session, line.location_id, line.variant_id, None)
+    existing = _live_hold(session, line.reference, line.variant_id, line.location_id)
+    if existing is not None:
+        return _same_hold(existing, line.quantity, hold.index)
+    now = buckets.totals(session, line.location_id, line.variant_id)
+    keep = _keep(session, hold.policy, line.location_id)
+    raise insufficient(
+        line.location_id, line.variant_id, max(0, now.available - keep), line.quantity
+    )
+
+
+def _anywhere(session: Session, hold: _Hold, caller: Caller | None) -> ReservationOut:
+    """Hold at one of the channel's locations, the one with most available first."""
+    line = hold.line
+    policy = hold.policy
+    assert policy is not None
+    existing = _live_hold(session, line.reference, line.variant_id, None)
+    if existing is not None:
+        return _same_hold(existing, line.quantity, hold.index)
+    levels = location_totals(session, [line.variant_id])
+    allowed = [loc for loc in policy.location_ids if caller is None or caller.may_act_at(loc)]
+
+    def free(loc: str) -> int:
+        on_hand, reserved = levels.get((loc, line.variant_id), (0, 0))
+        return on_hand - reserved - policy.keep_at(loc)
+
+    # First without waiting, most available first; then waiting, in the fixed lock order.
+    preferred = [loc for loc in sorted(allowed, key=lambda x: (-free(x), x)) if free(loc) > 0]
+    for location_id in preferred:
+        done = _hold_at(session, hold, location_id, wait=False)
+        if done is not None:
+            return done
+    for location_id in sorted(preferred):
+        done = _hold_at(session, hold, location_id)
+        if done is not None:
+            return done
+    find_variant(session, line.variant_id)  # an unknown variant is a 404, not a 409
+    promised = policy.promise(
+        {loc: on_hand - reserved for (loc, var), (on_hand, reserved) in levels.items()}
+    )
+    raise Conflict(
+        f"only {promised} of variant {line.variant_id} available on channel "
+        f"{policy.channel_id}, {line.quantity} requested (available={promised})",
+        code="insufficient_stock",
+        errors=[FieldError(f"body.lines.{hold.index}.quantity", "not available", "insufficient")],
+        extra={"available": promised},
+    )
+
+
+def _check_share(session: Session, policy: Policy, data: ReservationCreate) -> None:
+    """A channel capped to a share of the stock may not take more than its share now.
+
+    Read-based: two concurrent holds may together pass the cap by a few units; the units
+    themselves are still never oversold (each hold is conditional)."""
+    wanted: dict[str, int] = {}
+    for line in data.lines:
+        wanted[line.variant_id] = wanted.get(line.variant_id, 0) + line.quantity
+    levels = location_totals(session, list(wanted))
+    for variant_id, quantity in wanted.items():
+        promised = policy.promise(
+            {
+                loc: on_hand - reserved
+                for (loc, var), (on_hand, reserved) in levels.items()
+                if var == variant_id
+            }
+        )
+        if quantity > promised:
+            raise Conflict(
+                f"channel {policy.channel_id} may promise {promised} of variant {variant_id} "
+                f"(its share is {policy.share_percent}%), {quantity} requested "
+                f"(available={promised})",
+                code="insufficient_stock",
+                extra={"available": promised},
+            )
+
+
+def reserve(
+    session: Session, data: ReservationCreate, *, caller: Caller | None = None
+) -> list[ReservationOut]:
+    """Hold every line or none (the caller's transaction rolls back on the first 409).
+
+    Lines at a named location lock their stock rows in one fixed order — by location, then
+    variant — so two multi-line reservations never deadlock; lines left to the channel follow.
+    A line whose reference already holds the same units returns that hold (a retried request
+    reserves nothing twice).
+    """
+    for i, line in enumerate(data.lines):
+        if line.location_id is None and data.channel_id is None:
+            raise Unprocessable(
+                "a line without location_id needs a channel_id to choose a location",
+                code="location_required",
+                errors=[FieldError(f"body.lines.{i}.location_id", "required", "missing")],
+            )
+    policy = availability.channel_policy(session, data.channel_id) if data.channel_id else None
+    if policy is not None and policy.share_percent < 100:
+        _check_share(session, policy, data)
+    expires_at = clock.now() + timedelta(seconds=data.ttl_seconds) if data.ttl_seconds else None
+    order = sorted(
+        range(len(data.lines)),
+        key=lambda i: (
+            data.lines[i].location_id is None,
+            data.lines[i].location_id or "",
+            data.lines[i].variant_id,
+        ),
+    )
+    results: dict[int, ReservationOut] = {}
+    for i in order:
+        hold = _Hold(i, data.lines[i], expires_at, policy)
+        if hold.line.location_id is not None:
+            results[i] = _at_location(session, hold, caller)
+        else:
+            results[i] = _anywhere(session, hold, caller)
+    return [results[i] for i in range(len(data.lines))]
 
 
 def find_reservation(
@@ -184,7 +289,7 @@ def get_reservation(session: Session, reservation_id: str) -> ReservationOut:
     return reservation_out(find_reservation(session, reservation_id))
 
 
-def _claim(session: Session, reservation_id: str, status: str) -> Reservation | None:
+def claim(session: Session, reservation_id: str, status: str) -> Reservation | None:
     """Move a held reservation to ``status`` (conditional: only one caller wins)."""
     claimed = session.execute(
         update(Reservation)
@@ -249,23 +354,28 @@ def extend(
     return reservation_out(reservation)
 
 
-def _let_go(session: Session, reservation: Reservation, cause: str) -> None:
-    level = _shift_reserved(
-        session, reservation.location_id, reservation.variant_id, -reservation.quantity
+def let_go(session: Session, reservation: Reservation, cause: str) -> None:
+    """Give a claimed hold's units back to its bucket."""
+    level = buckets.unhold(
+        session,
+        reservation.location_id,
+        reservation.variant_id,
+        reservation.bucket,
+        reservation.quantity,
     )
     if level is None:  # the CHECK constraints make this unreachable; refuse rather than drift
         raise Conflict("reserved units are missing", code="reservation_inconsistent")
-    _changed(session, level, cause)
+    changed(session, level, cause, delta_reserved=-reservation.quantity)
 
 
 def release(
     session: Session, reservation_id: str, *, caller: Caller | None = None
 ) -> ReservationOut:
     reservation = _held(session, reservation_id, caller, allow_overdue=True)
-    claimed = _claim(session, reservation.id, "released")
+    claimed = claim(session, reservation.id, "released")
     if claimed is None:
         raise _not_held(session, reservation.id)
-    _let_go(session, claimed, "release")
+    let_go(session, claimed, "release")
     timers.cancel(session, expire_key(claimed.id))
     return reservation_out(claimed)
 
@@ -275,27 +385,36 @@ def commit(
 ) -> ReservationOut:
     """Turn held units into a sale: ``reserved -= q`` and ``on_hand -= q`` in one update."""
     reservation = _held(session, reservation_id, caller)
-    claimed = _claim(session, reservation.id, "committed")
+    claimed = claim(session, reservation.id, "committed")
     if claimed is None:
         raise _not_held(session, reservation.id)
-    level = _shift_reserved(
-        session, claimed.location_id, claimed.variant_id, -claimed.quantity, sale=True
+    level = buckets.unhold(
+        session,
+        claimed.location_id,
+        claimed.variant_id,
+        claimed.bucket,
+        claimed.quantity,
+        sale=True,
     )
     if level is None:
         raise Conflict("reserved units are missing", code="reservation_inconsistent")
-    session.add(
-        StockMovement(
-            location_id=claimed.location_id,
-            variant_id=claimed.variant_id,
-            kind="sale",
-            quantity=-claimed.quantity,
-            reason="",
-            actor=caller.key_id if caller is not None else None,
-            reference=claimed.reference,
-            created_at=clock.now(),
-        )
+    record(
+        session,
+        claimed.location_id,
+        claimed.variant_id,
+        -claimed.quantity,
+        kind="sale",
+        reason=None,
+        caller=caller,
+        reference=claimed.reference,
     )
     session.flush()
-    _changed(session, level, "sale")
+    changed(
+        session,
+        level,
+        "sale",
+        delta_on_hand=-claimed.quantity,
+        delta_reserved=-claimed.quantity,
+    )
     timers.cancel(session, expire_key(claimed.id))
     return reservation_out(claimed)

@@ -191,12 +191,32 @@ class StockLevelOut(BaseModel):
     available: int
 
 
+class LocationStockOut(StockLevelOut):
+    incoming: int = Field(description="Units in transit to this location.")
+
+
 class VariantStockOut(BaseModel):
     variant_id: str
     on_hand: int
     reserved: int
     available: int
-    locations: list[StockLevelOut]
+    in_transit: int = Field(description="Units between locations (in no location's on_hand).")
+    buckets: int = Field(description="Rows per location (more than 1 for a split hot SKU).")
+    locations: list[LocationStockOut]
+
+
+class SplitSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    buckets: Annotated[
+        int,
+        Field(ge=1, le=64, description="Rows per location; 1 turns splitting off."),
+    ]
+
+
+class SplitOut(BaseModel):
+    variant_id: str
+    buckets: int
 
 
 class MovementOut(BaseModel):
@@ -211,19 +231,46 @@ class MovementOut(BaseModel):
     created_at: datetime
 
 
-class ReservationLine(_StockTarget):
+class ReservationLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    location_id: StockId | None = Field(
+        default=None,
+        description="Where to hold; omit it (with `channel_id` set) to let Seamline choose "
+        "among the channel's locations, most available first.",
+    )
+    variant_id: StockId
     quantity: Quantity
     reference: StockReference
 
 
 class ReservationCreate(BaseModel):
     """Hold every line or none. Without ``ttl_seconds`` the hold lasts until committed or
-    released (an order's commitment); with it, the worker releases it when it expires."""
+    released (an order's commitment); with it, the worker releases it when it expires.
+    With ``channel_id`` the channel's stock rules apply (its locations, the units it must leave
+    at each, its share cap)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # Without channel_id (absent or null) every line names its location.
+            "if": {"properties": {"channel_id": {"type": "null"}}},
+            "then": {
+                "properties": {
+                    "lines": {
+                        "items": {
+                            "required": ["location_id"],
+                            "properties": {"location_id": {"type": "string"}},
+                        }
+                    }
+                }
+            },
+        },
+    )
 
     lines: Annotated[list[ReservationLine], Field(min_length=1, max_length=100)]
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] | None = None
+    channel_id: StockId | None = None
 
 
 class ReservationExtend(BaseModel):
@@ -238,6 +285,7 @@ class ReservationOut(BaseModel):
     variant_id: str
     quantity: int
     reference: str
+    channel_id: str | None
     status: ReservationStatus
     expires_at: datetime | None
     created_at: datetime
@@ -246,3 +294,155 @@ class ReservationOut(BaseModel):
 
 class ReservationList(BaseModel):
     data: list[ReservationOut]
+
+
+# -- transfers -------------------------------------------------------------------------------
+
+TransferStatus = Literal["in_transit", "received", "cancelled"]
+
+
+class TransferLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: StockId
+    quantity: Quantity
+
+
+class TransferCreate(BaseModel):
+    """Send units from one location to another: they leave ``from_location_id`` now
+    (``transfer_out``) and are in transit until received."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    from_location_id: StockId
+    to_location_id: StockId
+    lines: Annotated[list[TransferLineIn], Field(min_length=1, max_length=100)]
+    reason: Reason | None = None
+    reference: StockReference | None = None
+
+
+class TransferReceivedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: StockId
+    quantity: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+
+
+class TransferReceive(BaseModel):
+    """Arrival at the destination. Without ``lines`` everything sent arrived; with them, the
+    units that arrived per variant (fewer than sent records a shortfall)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: Annotated[list[TransferReceivedLine], Field(max_length=100)] | None = None
+
+
+class TransferLineOut(BaseModel):
+    variant_id: str
+    quantity: int
+    received_quantity: int | None
+
+
+class TransferOut(BaseModel):
+    id: str
+    from_location_id: str
+    to_location_id: str
+    status: TransferStatus
+    reason: str
+    reference: str | None
+    lines: list[TransferLineOut]
+    created_at: datetime
+    updated_at: datetime
+    received_at: datetime | None
+
+
+# -- channel stock rules and availability ---------------------------------------------------
+
+
+class ChannelStockRuleSet(BaseModel):
+    """What a channel may promise. ``keep_per_store`` units stay at each store for walk-ins
+    (e.g. 2), ``keep_per_warehouse`` likewise per warehouse, and the channel offers at most
+    ``max_share_percent`` of what is left (e.g. 50 for a marketplace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location_ids: Annotated[list[StockId], Field(max_length=500)] | None = Field(
+        default=None,
+        description="Locations the channel sells from; default: its store if it is a store "
+        "channel, otherwise every active location that ships.",
+    )
+    keep_per_store: Annotated[int, Field(ge=0, le=MAX_QUANTITY)] = 0
+    keep_per_warehouse: Annotated[int, Field(ge=0, le=MAX_QUANTITY)] = 0
+    max_share_percent: Annotated[int, Field(ge=1, le=100)] = 100
+
+
+class ChannelStockRuleOut(BaseModel):
+    channel_id: str
+    location_ids: list[str] | None
+    keep_per_store: int
+    keep_per_warehouse: int
+    max_share_percent: int
+
+
+class ChannelAvailability(BaseModel):
+    channel_id: str
+    available: int = Field(description="Units this channel may promise now.")
+
+
+class VariantAvailability(BaseModel):
+    variant_id: str
+    on_hand: int
+    reserved: int
+    available: int
+    locations: list[StockLevelOut]
+    channels: list[ChannelAvailability]
+
+
+class AvailabilityList(BaseModel):
+    data: list[VariantAvailability]
+
+
+class PickupItem(BaseModel):
+    variant_id: str
+    quantity: int
+    available: int
+
+
+class PickupStore(BaseModel):
+    location_id: str
+    name: str
+    handle: str
+    address_line1: str
+    city: str
+    postcode: str
+    country: str
+    coordinates: Coordinates
+    distance_km: float
+    time_zone: str
+    today: list[Opening] = Field(description="Today's opening hours in the store's time zone.")
+    open_now: bool
+    items: list[PickupItem]
+
+
+class PickupList(BaseModel):
+    origin: Coordinates
+    data: list[PickupStore]
+
+
+class PostcodeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    country: Country
+    postcode: Postcode
+    place: AddressLine = ""
+    coordinates: Coordinates
+
+
+class PostcodeBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: Annotated[list[PostcodeIn], Field(min_length=1, max_length=1000)]
+
+
+class PostcodesWritten(BaseModel):
+    written: int

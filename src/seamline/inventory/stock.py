@@ -1,28 +1,37 @@
-"""Rules of stock: the movement ledger, absolute counts, and reservations that never oversell.
+"""Rules of stock: the movement ledger, absolute counts, and what each location holds.
 
-Every change of ``on_hand`` or ``reserved`` is ONE conditional ``UPDATE … RETURNING``: the
-database decides whether the units are there, never a value read earlier. CHECK constraints on
-``stock_levels`` back ``0 <= reserved <= on_hand``. Services never commit.
+The database decides whether units are there, never a value read earlier: holds are one
+conditional ``UPDATE … RETURNING``, and writers that need several rows lock them in one order
+(``inventory/buckets.py``). CHECK constraints on ``stock_levels`` back
+``0 <= reserved <= on_hand``. Every ``on_hand`` change writes one ledger movement in the same
+transaction. Services never commit.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.catalog.service import find_variant
-from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
-from seamline.inventory.models import StockLevel, StockMovement
+from seamline.inventory import buckets
+from seamline.inventory.buckets import Totals
+from seamline.inventory.models import (
+    MAX_BUCKETS,
+    StockLevel,
+    StockMovement,
+    Transfer,
+    TransferLine,
+)
 from seamline.inventory.schemas import (
     AdjustmentCreate,
     CountCreate,
+    LocationStockOut,
     MovementOut,
     ReceiptCreate,
+    SplitOut,
     StockLevelOut,
     VariantStockOut,
 )
@@ -54,17 +63,41 @@ def _level_out(location_id: str, variant_id: str, on_hand: int, reserved: int) -
     )
 
 
-def _changed(session: Session, level: StockLevelOut, cause: str) -> None:
+def totals_out(t: Totals) -> StockLevelOut:
+    return _level_out(t.location_id, t.variant_id, t.on_hand, t.reserved)
+
+
+def changed(
+    session: Session,
+    t: Totals,
+    cause: str,
+    *,
+    delta_on_hand: int = 0,
+    delta_reserved: int = 0,
+) -> StockLevelOut:
+    """Emit ``inventory.changed`` for a location's stock of a variant; returns its totals.
+
+    ``delta_*`` are exact. The totals are the location's after this change as this transaction
+    sees it; on a split (hot) SKU a concurrent change to another bucket may commit in between,
+    so subscribers that need the current figure re-read it (the SSE stream does).
+    """
+    level = totals_out(t)
     emit(
         session,
         "inventory.changed",
         aggregate_type="stock",
-        aggregate_id=f"{level.location_id}:{level.variant_id}",
-        payload={**level.model_dump(), "cause": cause},
+        aggregate_id=f"{t.location_id}:{t.variant_id}",
+        payload={
+            **level.model_dump(),
+            "delta_on_hand": delta_on_hand,
+            "delta_reserved": delta_reserved,
+            "cause": cause,
+        },
     )
+    return level
 
 
-def _check_target(
+def check_target(
     session: Session, location_id: str, variant_id: str, caller: Caller | None
 ) -> None:
     find_location(session, location_id)
@@ -73,41 +106,42 @@ def _check_target(
     find_variant(session, variant_id)
 
 
-def _ensure_row(session: Session, location_id: str, variant_id: str) -> None:
-    insert_ignoring_conflict(
-        session,
-        StockLevel,
-        {
-            "location_id": location_id,
-            "variant_id": variant_id,
-            "on_hand": 0,
-            "reserved": 0,
-            "updated_at": clock.now(),
-        },
-        on=["location_id", "variant_id"],
-    )
-
-
-def _where(location_id: str, variant_id: str) -> Any:
-    return (StockLevel.location_id == location_id) & (StockLevel.variant_id == variant_id)
-
-
-def _current(session: Session, location_id: str, variant_id: str) -> tuple[int, int]:
-    row = session.execute(
-        select(StockLevel.on_hand, StockLevel.reserved).where(_where(location_id, variant_id))
-    ).first()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def _insufficient(location_id: str, variant_id: str, available: int, wanted: int) -> Conflict:
+def insufficient(location_id: str, variant_id: str, available: int, wanted: int) -> Conflict:
     return Conflict(
         f"only {available} available of variant {variant_id} at {location_id}, "
         f"{wanted} requested (available={available})",
         code="insufficient_stock",
+        extra={"available": available},
     )
 
 
-def _move(
+def record(
+    session: Session,
+    location_id: str,
+    variant_id: str,
+    quantity: int,
+    *,
+    kind: str,
+    reason: str | None,
+    caller: Caller | None,
+    reference: str | None,
+) -> None:
+    """Append one movement to the ledger."""
+    session.add(
+        StockMovement(
+            location_id=location_id,
+            variant_id=variant_id,
+            kind=kind,
+            quantity=quantity,
+            reason=reason or "",
+            actor=caller.key_id if caller is not None else None,
+            reference=reference,
+            created_at=clock.now(),
+        )
+    )
+
+
+def move(
     session: Session,
     location_id: str,
     variant_id: str,
@@ -117,45 +151,35 @@ def _move(
     reason: str | None,
     caller: Caller | None,
     reference: str | None,
-    floor_reserved: bool = True,
 ) -> StockLevelOut:
-    """Add ``delta`` to ``on_hand`` in one conditional update and write its movement."""
-    stmt = (
-        update(StockLevel)
-        .where(_where(location_id, variant_id))
-        .values(on_hand=StockLevel.on_hand + delta, updated_at=clock.now())
-        .returning(StockLevel.on_hand, StockLevel.reserved)
-    )
-    if delta < 0 and floor_reserved:
-        stmt = stmt.where(StockLevel.on_hand - StockLevel.reserved >= -delta)
-    row = session.execute(stmt).first()
-    if row is None:
-        on_hand, reserved = _current(session, location_id, variant_id)
-        raise _insufficient(location_id, variant_id, on_hand - reserved, -delta)
-    session.add(
-        StockMovement(
-            location_id=location_id,
-            variant_id=variant_id,
-            kind=kind,
-            quantity=delta,
-            reason=reason or "",
-            actor=caller.key_id if caller is not None else None,
-            reference=reference,
-            created_at=clock.now(),
-        )
+    """Add ``delta`` to ``on_hand`` (removing only free units) and write its movement."""
+    if delta > 0:
+        result = buckets.add(session, location_id, variant_id, delta)
+    else:
+        removed = buckets.remove(session, location_id, variant_id, -delta)
+        if removed is None:
+            now = buckets.totals(session, location_id, variant_id)
+            raise insufficient(location_id, variant_id, now.available, -delta)
+        result = removed
+    record(
+        session,
+        location_id,
+        variant_id,
+        delta,
+        kind=kind,
+        reason=reason,
+        caller=caller,
+        reference=reference,
     )
     session.flush()
-    level = _level_out(location_id, variant_id, int(row[0]), int(row[1]))
-    _changed(session, level, kind)
-    return level
+    return changed(session, result, kind, delta_on_hand=delta)
 
 
 def receive(
     session: Session, data: ReceiptCreate, *, caller: Caller | None = None
 ) -> StockLevelOut:
-    _check_target(session, data.location_id, data.variant_id, caller)
-    _ensure_row(session, data.location_id, data.variant_id)
-    return _move(
+    check_target(session, data.location_id, data.variant_id, caller)
+    return move(
         session,
         data.location_id,
         data.variant_id,
@@ -171,9 +195,8 @@ def adjust(
     session: Session, data: AdjustmentCreate, *, caller: Caller | None = None
 ) -> StockLevelOut:
     """Correct stock by a quantity; a decrease may not touch reserved units (409)."""
-    _check_target(session, data.location_id, data.variant_id, caller)
-    _ensure_row(session, data.location_id, data.variant_id)
-    return _move(
+    check_target(session, data.location_id, data.variant_id, caller)
+    return move(
         session,
         data.location_id,
         data.variant_id,
@@ -187,58 +210,99 @@ def adjust(
 
 def count(session: Session, data: CountCreate, *, caller: Caller | None = None) -> StockLevelOut:
     """Set ``on_hand`` to ``counted`` if it still is ``expected_on_hand`` (compare-and-swap)."""
-    _check_target(session, data.location_id, data.variant_id, caller)
-    _ensure_row(session, data.location_id, data.variant_id)
-    delta = data.counted - data.expected_on_hand
-    row = session.execute(
-        update(StockLevel)
-        .where(
-            _where(data.location_id, data.variant_id),
-            StockLevel.on_hand == data.expected_on_hand,
-            StockLevel.reserved <= data.counted,
-        )
-        .values(on_hand=data.counted, updated_at=clock.now())
-        .returning(StockLevel.on_hand, StockLevel.reserved)
-    ).first()
-    if row is None:
-        on_hand, reserved = _current(session, data.location_id, data.variant_id)
-        if on_hand != data.expected_on_hand:
+    check_target(session, data.location_id, data.variant_id, caller)
+    result, swapped = buckets.swap_on_hand(
+        session, data.location_id, data.variant_id, data.expected_on_hand, data.counted
+    )
+    if not swapped:
+        if result.on_hand != data.expected_on_hand:
             raise Conflict(
-                f"on_hand is {on_hand}, not {data.expected_on_hand}: recount (on_hand={on_hand})",
+                f"on_hand is {result.on_hand}, not {data.expected_on_hand}: recount "
+                f"(on_hand={result.on_hand})",
                 code="stale_count",
-                errors=[FieldError("body.expected_on_hand", f"currently {on_hand}", "stale")],
+                errors=[
+                    FieldError("body.expected_on_hand", f"currently {result.on_hand}", "stale")
+                ],
+                extra={"on_hand": result.on_hand},
             )
         raise Conflict(
-            f"{reserved} units are reserved; a count of {data.counted} cannot hold them",
+            f"{result.reserved} units are reserved; a count of {data.counted} cannot hold them",
             code="count_below_reserved",
-            errors=[FieldError("body.counted", f"below reserved ({reserved})", "below_reserved")],
+            errors=[
+                FieldError("body.counted", f"below reserved ({result.reserved})", "below_reserved")
+            ],
         )
-    session.add(
-        StockMovement(
-            location_id=data.location_id,
-            variant_id=data.variant_id,
-            kind="count",
-            quantity=delta,
-            reason=data.reason or "",
-            actor=caller.key_id if caller is not None else None,
-            reference=None,
-            created_at=clock.now(),
-        )
+    delta = data.counted - data.expected_on_hand
+    record(
+        session,
+        data.location_id,
+        data.variant_id,
+        delta,
+        kind="count",
+        reason=data.reason,
+        caller=caller,
+        reference=None,
     )
     session.flush()
-    level = _level_out(data.location_id, data.variant_id, int(row[0]), int(row[1]))
-    _changed(session, level, "count")
-    return level
+    return changed(session, result, "count", delta_on_hand=delta)
+
+
+def in_transit_to(session: Session, variant_id: str) -> dict[str, int]:
+    """Units of a variant on their way to each location."""
+    rows = session.execute(
+        select(Transfer.to_location_id, func.sum(TransferLine.quantity))
+        .join(TransferLine, TransferLine.transfer_id == Transfer.id)
+        .where(TransferLine.variant_id == variant_id, Transfer.status == "in_transit")
+        .group_by(Transfer.to_location_id)
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def location_totals(
+    session: Session, variant_ids: list[str]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(location, variant) → (on_hand, reserved), summed over buckets in ONE statement, so the
+    figures come from one snapshot even while holds land on other buckets."""
+    rows = session.execute(
+        select(
+            StockLevel.location_id,
+            StockLevel.variant_id,
+            func.sum(StockLevel.on_hand),
+            func.sum(StockLevel.reserved),
+        )
+        .where(StockLevel.variant_id.in_(variant_ids))
+        .group_by(StockLevel.location_id, StockLevel.variant_id)
+        .order_by(StockLevel.location_id)
+    )
+    return {(str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in rows}
 
 
 def variant_stock(session: Session, variant_id: str) -> VariantStockOut:
     find_variant(session, variant_id)
-    rows = session.scalars(
-        select(StockLevel)
-        .where(StockLevel.variant_id == variant_id)
-        .order_by(StockLevel.location_id)
-    )
-    levels = [_level_out(r.location_id, r.variant_id, r.on_hand, r.reserved) for r in rows]
+    incoming = in_transit_to(session, variant_id)
+    levels = []
+    for (location_id, _), (on_hand, reserved) in location_totals(session, [variant_id]).items():
+        levels.append(
+            LocationStockOut(
+                location_id=location_id,
+                variant_id=variant_id,
+                on_hand=on_hand,
+                reserved=reserved,
+                available=on_hand - reserved,
+                incoming=incoming.pop(location_id, 0),
+            )
+        )
+    for location_id, units in sorted(incoming.items()):  # nothing there yet, units on the way
+        levels.append(
+            LocationStockOut(
+                location_id=location_id,
+                variant_id=variant_id,
+                on_hand=0,
+                reserved=0,
+                available=0,
+                incoming=units,
+            )
+        )
     on_hand = sum(x.on_hand for x in levels)
     reserved = sum(x.reserved for x in levels)
     return VariantStockOut(
@@ -246,8 +310,25 @@ def variant_stock(session: Session, variant_id: str) -> VariantStockOut:
         on_hand=on_hand,
         reserved=reserved,
         available=on_hand - reserved,
+        in_transit=sum(x.incoming for x in levels),
+        buckets=buckets.split_count(session, variant_id),
         locations=levels,
     )
+
+
+def split(
+    session: Session, variant_id: str, count: int, *, caller: Caller | None = None
+) -> SplitOut:
+    """Keep a hot variant's stock in ``count`` rows per location (1 turns splitting off).
+
+    It changes every location's rows, so keys limited to locations may not do it."""
+    if caller is not None:
+        caller.require_location(None)
+    find_variant(session, variant_id)
+    if not 1 <= count <= MAX_BUCKETS:
+        raise ValueError(f"buckets must be 1 … {MAX_BUCKETS}")
+    buckets.resplit(session, variant_id, count)
+    return SplitOut(variant_id=variant_id, buckets=count)
 
 
 def movements(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from seamline.api.deps import DB, CurrentCaller, scoped
-from seamline.inventory import reservations, stock
+from seamline.inventory import reservations, stock, transfers
 from seamline.inventory.schemas import (
     ID_PATTERN,
     AdjustmentCreate,
@@ -18,7 +18,13 @@ from seamline.inventory.schemas import (
     ReservationExtend,
     ReservationList,
     ReservationOut,
+    SplitOut,
+    SplitSet,
     StockLevelOut,
+    TransferCreate,
+    TransferOut,
+    TransferReceive,
+    TransferStatus,
     VariantStockOut,
 )
 from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -37,6 +43,7 @@ router = APIRouter(tags=["inventory"])
 StockIdQuery = Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)]
 VariantPath = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
 ReservationPath = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
+TransferPath = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
 
 
 @router.post(
@@ -80,6 +87,14 @@ def variant_stock(variant_id: VariantPath, db: DB) -> VariantStockOut:
     """On hand, reserved and available per location and in total."""
     with db.transaction(readonly=True) as session:
         return stock.variant_stock(session, variant_id)
+
+
+@router.put("/stock/variants/{variant_id}/split", responses=MISSING, **scoped("inventory:write"))
+def split(variant_id: VariantPath, body: SplitSet, db: DB, caller: CurrentCaller) -> SplitOut:
+    """Keep a hot variant's stock in several rows per location so concurrent holds do not
+    queue on one row; reads stay exact. `buckets: 1` turns it off."""
+    with db.transaction() as session:
+        return stock.split(session, variant_id, body.buckets, caller=caller)
 
 
 @router.get("/stock/movements", **scoped("inventory:read"))
@@ -156,3 +171,64 @@ def commit(reservation_id: ReservationPath, db: DB, caller: CurrentCaller) -> Re
     """Turn the hold into a `sale` movement."""
     with db.transaction() as session:
         return reservations.commit(session, reservation_id, caller=caller)
+
+
+@router.post(
+    "/stock/transfers",
+    status_code=status.HTTP_201_CREATED,
+    responses={**MISSING, **CONFLICT},
+    **scoped("inventory:write"),
+)
+def create_transfer(body: TransferCreate, db: DB, caller: CurrentCaller) -> TransferOut:
+    """Send units to another location: they leave now and are in transit until received."""
+    with db.transaction() as session:
+        return transfers.create(session, body, caller=caller)
+
+
+@router.get("/stock/transfers", **scoped("inventory:read"))
+def list_transfers(
+    db: DB,
+    location_id: StockIdQuery = None,
+    transfer_status: Annotated[TransferStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=40, pattern=ID_PATTERN, description="`next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[TransferOut]:
+    """Transfers from or to a location, oldest first."""
+    with db.transaction(readonly=True) as session:
+        rows, next_cursor = transfers.list_transfers(
+            session, location_id=location_id, status=transfer_status, cursor=cursor, limit=limit
+        )
+        return Page[TransferOut](data=rows, next_cursor=next_cursor)
+
+
+@router.get("/stock/transfers/{transfer_id}", responses=MISSING, **scoped("inventory:read"))
+def get_transfer(transfer_id: TransferPath, db: DB) -> TransferOut:
+    with db.transaction(readonly=True) as session:
+        return transfers.get(session, transfer_id)
+
+
+@router.post(
+    "/stock/transfers/{transfer_id}/receive",
+    responses={**MISSING, **CONFLICT},
+    **scoped("inventory:write"),
+)
+def receive_transfer(
+    transfer_id: TransferPath, body: TransferReceive, db: DB, caller: CurrentCaller
+) -> TransferOut:
+    """The units arrived (all, or the quantities given per variant)."""
+    with db.transaction() as session:
+        return transfers.receive(session, transfer_id, body, caller=caller)
+
+
+@router.post(
+    "/stock/transfers/{transfer_id}/cancel",
+    responses={**MISSING, **CONFLICT},
+    **scoped("inventory:write"),
+)
+def cancel_transfer(transfer_id: TransferPath, db: DB, caller: CurrentCaller) -> TransferOut:
+    """Call the units back to the source."""
+    with db.transaction() as session:
+        return transfers.cancel(session, transfer_id, caller=caller)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class SeamlineError(Exception):
         code: str | None = None,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -35,6 +37,8 @@ class SeamlineError(Exception):
             self.code = code
         self.errors = errors or []
         self.headers = headers or {}
+        # Extension members of the problem document (e.g. ``available`` on insufficient_stock).
+        self.extra = extra or {}
 
 
 class BadRequest(SeamlineError):

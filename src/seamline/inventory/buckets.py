@@ -1,0 +1,354 @@
+"""Stock rows and their buckets: the only code that writes ``stock_levels``.
+
+An ordinary SKU keeps one row per location (bucket 0). A hot SKU — many buyers holding the same
+variant at once — is split over ``N`` rows (``stock_splits``) so concurrent holds lock different
+rows instead of queueing on one:
+
+- **Hold (fast path):** one ``UPDATE`` of a bucket chosen at random among those with enough free
+  units; on PostgreSQL the choice skips rows another transaction has locked (``FOR UPDATE SKIP
+  LOCKED``), so holds on a hot SKU run side by side. Units never leave a bucket that holds them.
+- **Hold (slow path):** when no single unlocked bucket has the units — the last units are spread
+  over buckets, or every bucket is busy — lock all the location's buckets in bucket order, decide
+  on the exact total, and move free units into one bucket before holding there.
+- **Release and sale** touch only the bucket the hold records.
+- **Reads** sum the buckets in one statement, so they see one consistent snapshot: exact.
+- **Rebalancing** (slow path, re-splitting) moves free units between buckets of the same location
+  and variant; reserved units and the ledger are never touched by it.
+
+Every change returns the location's totals after it: the changed bucket's new values plus the
+other buckets as this transaction sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from seamline.db.dialect import insert_ignoring_conflict
+from seamline.inventory.models import StockLevel, StockSplit
+from seamline.kit import clock
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A location's stock of one variant, summed over its buckets (after a change)."""
+
+    location_id: str
+    variant_id: str
+    on_hand: int
+    reserved: int
+    bucket: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+def _where(location_id: str, variant_id: str) -> ColumnElement[bool]:
+    return (StockLevel.location_id == location_id) & (StockLevel.variant_id == variant_id)
+
+
+def _others() -> tuple[Any, Any]:
+    """Scalar subqueries: the other buckets' on_hand and reserved (for RETURNING)."""
+    other = aliased(StockLevel)
+    same = (
+        (other.location_id == StockLevel.location_id)
+        & (other.variant_id == StockLevel.variant_id)
+        & (other.bucket != StockLevel.bucket)
+    )
+    on_hand = select(func.coalesce(func.sum(other.on_hand), 0)).where(same).scalar_subquery()
+    reserved = select(func.coalesce(func.sum(other.reserved), 0)).where(same).scalar_subquery()
+    return on_hand, reserved
+
+
+def _returning(stmt: Any, location_id: str, variant_id: str, session: Session) -> Totals | None:
+    others_on_hand, others_reserved = _others()
+    row = session.execute(
+        stmt.returning(
+            StockLevel.bucket,
+            StockLevel.on_hand,
+            StockLevel.reserved,
+            others_on_hand,
+            others_reserved,
+        )
+    ).first()
+    if row is None:
+        return None
+    return Totals(
+        location_id,
+        variant_id,
+        on_hand=int(row[1]) + int(row[3]),
+        reserved=int(row[2]) + int(row[4]),
+        bucket=int(row[0]),
+    )
+
+
+def split_count(session: Session, variant_id: str) -> int:
+    return (
+        session.scalar(select(StockSplit.buckets).where(StockSplit.variant_id == variant_id)) or 1
+    )
+
+
+def ensure_rows(session: Session, location_id: str, variant_id: str) -> int:
+    """Create the location's bucket rows if missing; returns the number of buckets in use."""
+    buckets = split_count(session, variant_id)
+    for bucket in range(buckets):
+        insert_ignoring_conflict(
+            session,
+            StockLevel,
+            {
+                "location_id": location_id,
+                "variant_id": variant_id,
+                "bucket": bucket,
+                "on_hand": 0,
+                "reserved": 0,
+                "updated_at": clock.now(),
+            },
+            on=["location_id", "variant_id", "bucket"],
+        )
+    return buckets
+
+
+def totals(session: Session, location_id: str, variant_id: str) -> Totals:
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(StockLevel.on_hand), 0),
+            func.coalesce(func.sum(StockLevel.reserved), 0),
+        ).where(_where(location_id, variant_id))
+    ).one()
+    return Totals(location_id, variant_id, int(row[0]), int(row[1]))
+
+
+def _lock_all(session: Session, location_id: str, variant_id: str) -> list[StockLevel]:
+    """Every bucket of the location, locked in bucket order (the one order all writers use)."""
+    return list(
+        session.scalars(
+            select(StockLevel)
+            .where(_where(location_id, variant_id))
+            .order_by(StockLevel.bucket)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _set_on_hand(session: Session, level: StockLevel, on_hand: int) -> None:
+    session.execute(
+        update(StockLevel)
+        .where(_where(level.location_id, level.variant_id), StockLevel.bucket == level.bucket)
+        .values(on_hand=on_hand, updated_at=clock.now())
+    )
+    level.on_hand = on_hand
+
+
+def _gather(session: Session, levels: list[StockLevel], into: StockLevel, units: int) -> None:
+    """Move ``units`` free units from the other (locked) buckets into ``into``."""
+    for level in sorted(levels, key=lambda x: x.reserved - x.on_hand):
+        if units <= 0:
+            break
+        if level is into:
+            continue
+        take = min(units, level.on_hand - level.reserved)
+        if take > 0:
+            _set_on_hand(session, level, level.on_hand - take)
+            units -= take
+    if units > 0:  # callers check the total first; refuse rather than invent units
+        raise RuntimeError("not enough free units to gather")
+
+
+def hold(
+    session: Session,
+    location_id: str,
+    variant_id: str,
+    quantity: int,
+    *,
+    keep: int = 0,
+    wait: bool = True,
+) -> Totals | None:
+    """``reserved += quantity`` in one bucket, leaving at least ``keep`` free units at the
+    location. Returns the totals (with the bucket used) or None if the units are not there.
+
+    With ``wait=False`` only the fast path runs: it never waits for a lock and takes none when
+    it fails, so a caller may try several locations in any order and then wait on them in one
+    fixed order (no deadlocks)."""
+    needed = quantity + keep
+    chosen = (
+        select(StockLevel.bucket)
+        .where(_where(location_id, variant_id), StockLevel.on_hand - StockLevel.reserved >= needed)
+        .order_by(func.random())
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    fast = (
+        update(StockLevel)
+        .where(
+            _where(location_id, variant_id),
+            StockLevel.bucket == chosen,
+            StockLevel.on_hand - StockLevel.reserved >= needed,
+        )
+        .values(reserved=StockLevel.reserved + quantity, updated_at=clock.now())
+    )
+    done = _returning(fast, location_id, variant_id, session)
+    if done is not None or not wait:
+        return done
+    levels = _lock_all(session, location_id, variant_id)
+    free = sum(x.on_hand - x.reserved for x in levels)
+    if free - keep < quantity:
+        return None
+    target = max(levels, key=lambda x: (x.on_hand - x.reserved, -x.bucket))
+    missing = quantity - (target.on_hand - target.reserved)
+    if missing > 0:
+        _gather(session, levels, target, missing)
+        _set_on_hand(session, target, target.on_hand + missing)
+    return _returning(
+        update(StockLevel)
+        .where(_where(location_id, variant_id), StockLevel.bucket == target.bucket)
+        .values(reserved=StockLevel.reserved + quantity, updated_at=clock.now()),
+        location_id,
+        variant_id,
+        session,
+    )
+
+
+def unhold(
+    session: Session,
+    location_id: str,
+    variant_id: str,
+    bucket: int,
+    quantity: int,
+    *,
+    sale: bool = False,
+) -> Totals | None:
+    """``reserved -= quantity`` in the hold's bucket; with ``sale`` the units also leave
+    ``on_hand``. None if the bucket does not carry them (the CHECKs make that a bug)."""
+    values: dict[str, Any] = {
+        "reserved": StockLevel.reserved - quantity,
+        "updated_at": clock.now(),
+    }
+    if sale:
+        values["on_hand"] = StockLevel.on_hand - quantity
+    stmt = (
+        update(StockLevel)
+        .where(
+            _where(location_id, variant_id),
+            StockLevel.bucket == bucket,
+            StockLevel.reserved >= quantity,
+        )
+        .values(**values)
+    )
+    return _returning(stmt, location_id, variant_id, session)
+
+
+def add(session: Session, location_id: str, variant_id: str, quantity: int) -> Totals:
+    """Put ``quantity`` units on the shelf, spread evenly over the location's buckets."""
+    buckets = ensure_rows(session, location_id, variant_id)
+    if buckets == 1:
+        result = _returning(
+            update(StockLevel)
+            .where(_where(location_id, variant_id), StockLevel.bucket == 0)
+            .values(on_hand=StockLevel.on_hand + quantity, updated_at=clock.now()),
+            location_id,
+            variant_id,
+            session,
+        )
+        assert result is not None
+        return result
+    share, extra = divmod(quantity, buckets)
+    for bucket in range(buckets):  # bucket order, like every multi-row writer
+        units = share + (1 if bucket < extra else 0)
+        if units:
+            session.execute(
+                update(StockLevel)
+                .where(_where(location_id, variant_id), StockLevel.bucket == bucket)
+                .values(on_hand=StockLevel.on_hand + units, updated_at=clock.now())
+            )
+    return totals(session, location_id, variant_id)
+
+
+def remove(session: Session, location_id: str, variant_id: str, quantity: int) -> Totals | None:
+    """Take ``quantity`` free units off the shelf (never reserved ones); None if not there."""
+    ensure_rows(session, location_id, variant_id)
+    levels = _lock_all(session, location_id, variant_id)
+    if sum(x.on_hand - x.reserved for x in levels) < quantity:
+        return None
+    left = quantity
+    for level in sorted(levels, key=lambda x: (x.reserved - x.on_hand, x.bucket)):
+        take = min(left, level.on_hand - level.reserved)
+        if take > 0:
+            _set_on_hand(session, level, level.on_hand - take)
+            left -= take
+    return totals(session, location_id, variant_id)
+
+
+def swap_on_hand(
+    session: Session, location_id: str, variant_id: str, expected: int, counted: int
+) -> tuple[Totals, bool]:
+    """Compare-and-swap the location's ``on_hand`` from ``expected`` to ``counted``.
+
+    Returns the totals and whether the swap happened (not if ``on_hand`` is not ``expected`` or
+    ``counted`` is below the reserved units).
+    """
+    ensure_rows(session, location_id, variant_id)
+    levels = _lock_all(session, location_id, variant_id)
+    on_hand = sum(x.on_hand for x in levels)
+    reserved = sum(x.reserved for x in levels)
+    if on_hand != expected or counted < reserved:
+        return Totals(location_id, variant_id, on_hand, reserved), False
+    delta = counted - on_hand
+    if delta > 0:
+        first = levels[0]
+        _set_on_hand(session, first, first.on_hand + delta)
+    elif delta < 0:
+        left = -delta
+        for level in sorted(levels, key=lambda x: (x.reserved - x.on_hand, x.bucket)):
+            take = min(left, level.on_hand - level.reserved)
+            if take > 0:
+                _set_on_hand(session, level, level.on_hand - take)
+                left -= take
+    return Totals(location_id, variant_id, counted, reserved), True
+
+
+def resplit(session: Session, variant_id: str, buckets: int) -> None:
+    """Keep the variant's stock in ``buckets`` rows per location from now on.
+
+    Free units are spread evenly over the new buckets. Buckets beyond the new count keep only
+    the units their holds reserve (they drain as those holds end) and are deleted once empty.
+    """
+    existing = session.get(StockSplit, variant_id, with_for_update=True)
+    if buckets == 1 and existing is not None:
+        session.delete(existing)
+    elif buckets > 1 and existing is None:
+        session.add(StockSplit(variant_id=variant_id, buckets=buckets, updated_at=clock.now()))
+    elif existing is not None:
+        existing.buckets = buckets
+        existing.updated_at = clock.now()
+    session.flush()
+    locations = session.scalars(
+        select(StockLevel.location_id)
+        .where(StockLevel.variant_id == variant_id)
+        .distinct()
+        .order_by(StockLevel.location_id)
+    ).all()
+    for location_id in locations:
+        ensure_rows(session, location_id, variant_id)
+        levels = _lock_all(session, location_id, variant_id)
+        free = sum(x.on_hand - x.reserved for x in levels)
+        share, extra = divmod(free, buckets)
+        for level in levels:
+            if level.bucket < buckets:
+                wanted = level.reserved + share + (1 if level.bucket < extra else 0)
+            else:
+                wanted = level.reserved
+            if wanted != level.on_hand:
+                _set_on_hand(session, level, wanted)
+        session.execute(
+            delete(StockLevel).where(
+                _where(location_id, variant_id),
+                StockLevel.bucket >= buckets,
+                StockLevel.on_hand == 0,
+            )
+        )

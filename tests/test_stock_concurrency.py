@@ -1,0 +1,64 @@
+"""200 buyers at once for 50 units over 3 locations: exactly 50 win, 150 get a clean 409,
+nothing goes negative — with one stock row per location and with hot-SKU buckets."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from seamline.db.engine import Database
+from seamline.inventory.models import Reservation, StockLevel
+from seamline.inventory.verify import verify
+from tests.stock_helpers import level, make_channel, make_location, make_variant, receive
+
+BUYERS = 200
+
+
+@pytest.mark.parametrize("buckets", [1, 8])
+def test_200_buyers_for_50_units_over_3_locations(
+    live_server: str, client: TestClient, auth: dict[str, str], db: Database, buckets: int
+) -> None:
+    locations = [make_location(client, auth, h, ships=True) for h in ("north", "south", "east")]
+    var = make_variant(client, auth)
+    web = make_channel(client, auth, "web")
+    if buckets > 1:
+        split = client.put(
+            f"/api/v1/stock/variants/{var}/split", json={"buckets": buckets}, headers=auth
+        )
+        assert split.status_code == 200
+    for loc, units in zip(locations, (20, 20, 10), strict=True):
+        receive(client, auth, loc, var, units)
+    start = threading.Barrier(BUYERS)
+
+    def buy(i: int) -> tuple[int, str]:
+        body = {
+            "channel_id": web,
+            "ttl_seconds": 900,
+            "lines": [{"variant_id": var, "quantity": 1, "reference": f"cart-{i}"}],
+        }
+        with httpx.Client(base_url=live_server, headers=auth, timeout=120) as http:
+            start.wait()
+            r = http.post("/api/v1/reservations", json=body)
+        return r.status_code, r.json().get("code", "")
+
+    with ThreadPoolExecutor(max_workers=BUYERS) as pool:
+        results = list(pool.map(buy, range(BUYERS)))
+    statuses = [s for s, _ in results]
+    assert statuses.count(201) == 50, sorted(set(results))
+    assert statuses.count(409) == 150, sorted(set(results))
+    assert {c for s, c in results if s == 409} == {"insufficient_stock"}
+    assert [level(db, loc, var) for loc in locations] == [(20, 20), (20, 20), (10, 10)]
+    with db.transaction(readonly=True) as session:
+        assert verify(session) == []
+        rows = session.scalars(select(StockLevel).where(StockLevel.variant_id == var)).all()
+        assert all(0 <= r.reserved <= r.on_hand for r in rows)
+        held = session.scalars(select(Reservation).where(Reservation.status == "held")).all()
+        assert len(held) == 50
+        assert len({r.reference for r in held}) == 50
+    late = client.get("/api/v1/availability", params={"variant_id": var}, headers=auth).json()
+    assert late["data"][0]["available"] == 0
