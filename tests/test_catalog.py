@@ -130,6 +130,16 @@ def test_duplicate_sku_and_barcode_are_409_and_write_nothing(
     response = client.post("/api/v1/products", json=coded2, headers=auth)
     assert response.status_code == 409
     assert response.json()["code"] == "barcode_taken"
+    # The same GTIN written at 14 digits is the same barcode (and so is a repeat in one request).
+    longer = product_body("six", "V-1")
+    longer["variants"][0]["barcode"] = EAN.rjust(14, "0")
+    response = client.post("/api/v1/products", json=longer, headers=auth)
+    assert (response.status_code, response.json()["code"]) == (409, "barcode_taken")
+    pair = product_body("seven", "P-1", "P-2")
+    pair["variants"][0]["barcode"] = "036000291452"  # UPC-A
+    pair["variants"][1]["barcode"] = "0036000291452"  # the same as EAN-13
+    response = client.post("/api/v1/products", json=pair, headers=auth)
+    assert response.json()["errors"][0]["path"] == "body.variants.1.barcode"
     handle = client.post("/api/v1/products", json=product_body("one", "W-1"), headers=auth)
     assert handle.json()["code"] == "product_handle_taken"
     with db.transaction(readonly=True) as session:

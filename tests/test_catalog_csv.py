@@ -83,6 +83,10 @@ def test_a_good_file_imports_every_row(
         ("handle,title\nx,y\n", "line.1.sku"),
         (HEADER + "a,A,active,S-1,4006381333932,M,100,,\n", "line.2.barcode"),
         (HEADER + "a,A,active,S-1,,M,100,,\na,A,active,S-1,,L,100,,\n", "line.3.sku"),
+        (
+            HEADER + "a,A,active,S-1,036000291452,M,100,,\nb,B,active,S-2,0036000291452,M,1,,\n",
+            "line.3.barcode",
+        ),
         (HEADER + "a,A,active,S-1,,M,100,,\na,Other,active,S-2,,L,100,,\n", "line.3.title"),
         (HEADER + "a,A,bogus,S-1,,M,100,,\n", "line.2.status"),
         (HEADER + "a,A,active,S-1,,M,100,,heavy\n", "line.2.weight_grams"),
@@ -94,6 +98,7 @@ def test_a_good_file_imports_every_row(
         "missing-column",
         "bad-gtin",
         "dup-sku",
+        "same-gtin-two-lengths",
         "product-differs",
         "status",
         "weight",

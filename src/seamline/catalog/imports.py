@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.catalog import service
+from seamline.catalog.codes import gtin_forms
 from seamline.catalog.models import Price, Product, Variant
 from seamline.catalog.schemas import (
     ImportReport,
@@ -185,11 +186,13 @@ def parse(text: str) -> Parsed:
             parsed.fail(line, "sku", f"repeats line {skus[row.variant.sku]}", "duplicate")
         skus.setdefault(row.variant.sku, line)
         if row.variant.barcode:
-            if row.variant.barcode in barcodes:
-                parsed.fail(
-                    line, "barcode", f"repeats line {barcodes[row.variant.barcode]}", "duplicate"
-                )
-            barcodes.setdefault(row.variant.barcode, line)
+            # The same GTIN at another length (a UPC-A written as EAN-13) is the same barcode.
+            forms = gtin_forms(row.variant.barcode)
+            earlier = next((barcodes[f] for f in forms if f in barcodes), None)
+            if earlier is not None:
+                parsed.fail(line, "barcode", f"repeats line {earlier}", "duplicate")
+            for form in forms:
+                barcodes.setdefault(form, line)
         parsed.rows.append(row)
     return parsed
 
@@ -205,7 +208,7 @@ def _check_against_database(session: Session, parsed: Parsed) -> None:
             .where(Variant.sku.in_(skus[chunk : chunk + 500]))
         ):
             by_sku[sku] = (handle, barcode)
-    codes = [r.variant.barcode for r in parsed.rows if r.variant.barcode]
+    codes = [f for r in parsed.rows if r.variant.barcode for f in gtin_forms(r.variant.barcode)]
     holders: dict[str, str] = {}
     for chunk in range(0, len(codes), 500):
         for barcode, sku in session.execute(
@@ -219,8 +222,17 @@ def _check_against_database(session: Session, parsed: Parsed) -> None:
         if existing and existing[0] != row.product.handle:
             parsed.fail(row.line, "sku", f"belongs to product {existing[0]!r}", "sku_taken")
         code = row.variant.barcode
-        if code and holders.get(code, row.variant.sku) != row.variant.sku:
-            parsed.fail(row.line, "barcode", f"held by SKU {holders[code]!r}", "barcode_taken")
+        others = (
+            [
+                holders[f]
+                for f in gtin_forms(code or "")
+                if holders.get(f, row.variant.sku) != row.variant.sku
+            ]
+            if code
+            else []
+        )
+        if others:
+            parsed.fail(row.line, "barcode", f"held by SKU {others[0]!r}", "barcode_taken")
 
 
 def refuse(parsed: Parsed) -> Unprocessable:

@@ -174,11 +174,13 @@ def _check_codes_free(
             if holder is not None and holder != own_id:
                 raise sku_taken(data.sku, f"{prefix}.sku")
         if data.barcode is not None:
-            if data.barcode in seen_codes:
+            # The same GTIN written at another length (a UPC-A as EAN-13) is the same barcode.
+            forms = codes.gtin_forms(data.barcode)
+            if any(form in seen_codes for form in forms):
                 raise barcode_taken(data.barcode, f"{prefix}.barcode")
-            seen_codes[data.barcode] = prefix
-            holder = session.scalar(select(Variant.id).where(Variant.barcode == data.barcode))
-            if holder is not None and holder != own_id:
+            seen_codes.update(dict.fromkeys(forms, prefix))
+            holders = session.scalars(select(Variant.id).where(Variant.barcode.in_(forms))).all()
+            if any(holder != own_id for holder in holders):
                 raise barcode_taken(data.barcode, f"{prefix}.barcode")
 
 
