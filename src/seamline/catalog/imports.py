@@ -188,9 +188,9 @@ def parse(text: str) -> Parsed:
         if row.variant.barcode:
             # The same GTIN at another length (a UPC-A written as EAN-13) is the same barcode.
             forms = gtin_forms(row.variant.barcode)
-            earlier = next((barcodes[f] for f in forms if f in barcodes), None)
-            if earlier is not None:
-                parsed.fail(line, "barcode", f"repeats line {earlier}", "duplicate")
+            first = next((barcodes[f] for f in forms if f in barcodes), None)
+            if first is not None:
+                parsed.fail(line, "barcode", f"repeats line {first}", "duplicate")
             for form in forms:
                 barcodes.setdefault(form, line)
         parsed.rows.append(row)
