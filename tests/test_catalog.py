@@ -279,6 +279,22 @@ def test_listings_collections_and_what_storefront_keys_see(
     assert in_col["data"][0]["collection_ids"] == [col["id"]]
     on_web = client.get("/api/v1/products", params={"channel": web}, headers=auth).json()
     assert {p["id"] for p in on_web["data"]} == {shown["id"], draft["id"]}
+    # Adding twice emitted once; a deleted collection leaves its products alone.
+    assert [e.type for e in events(db, "collection.")] == [
+        "collection.created",
+        "collection.product_added",
+    ]
+    gone = client.post(
+        "/api/v1/collections", json={"title": "Old", "handle": "old"}, headers=auth
+    ).json()
+    client.put(f"/api/v1/collections/{gone['id']}/products/{draft['id']}", headers=auth)
+    assert client.delete(f"/api/v1/collections/{gone['id']}", headers=auth).status_code == 204
+    assert client.get(f"/api/v1/collections/{gone['id']}", headers=auth).status_code == 404
+    assert client.delete(f"/api/v1/collections/{gone['id']}", headers=auth).status_code == 404
+    assert (
+        client.get(f"/api/v1/products/{draft['id']}", headers=auth).json()["collection_ids"] == []
+    )
+    assert events(db, "collection.")[-1].type == "collection.deleted"
 
     pk = {"Authorization": f"Bearer {make_key(kind='publishable')}"}
     visible = client.get("/api/v1/products", headers=pk).json()

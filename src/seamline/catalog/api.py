@@ -201,6 +201,17 @@ def update_collection(collection_id: str, body: CollectionUpdate, db: DB) -> Col
         )
 
 
+@router.delete(
+    "/collections/{collection_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    **scoped("catalog:write"),
+)
+def delete_collection(collection_id: str, db: DB) -> None:
+    """Delete a collection; its products stay in the catalog."""
+    with db.transaction() as session:
+        collections.delete_collection(session, collection_id)
+
+
 @router.put(
     "/collections/{collection_id}/products/{product_id}",
     status_code=status.HTTP_204_NO_CONTENT,

@@ -1,8 +1,11 @@
-"""Collections: named, hand-curated groups of products (``col_…``)."""
+"""Collections: named, hand-curated groups of products (``col_…``).
+
+Every change emits a ``collection.*`` event (aggregate ``collection``) in its transaction:
+``created``, ``updated``, ``deleted``, ``product_added``, ``product_removed``."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,6 +15,7 @@ from seamline.catalog.service import find_product
 from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.lookup import get_or_404, usable_id
 from seamline.db.pagination import keyset_page
+from seamline.events.outbox import emit
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, NotFound
 from seamline.kit.ids import new_id
@@ -22,6 +26,17 @@ def _handle_taken(handle: str) -> Conflict:
         f"a collection with handle {handle!r} exists",
         code="collection_handle_taken",
         errors=[FieldError("body.handle", "already taken", "taken")],
+    )
+
+
+def _emit(session: Session, collection: Collection, what: str, **extra: str) -> None:
+    emit(
+        session,
+        f"collection.{what}",
+        aggregate_type="collection",
+        aggregate_id=collection.id,
+        payload={"id": collection.id, "handle": collection.handle, "title": collection.title}
+        | extra,
     )
 
 
@@ -44,6 +59,7 @@ def create_collection(session: Session, data: CollectionCreate) -> Collection:
         session.flush()
     except IntegrityError as exc:
         raise _handle_taken(data.handle) from exc
+    _emit(session, collection, "created")
     return collection
 
 
@@ -71,7 +87,19 @@ def update_collection(session: Session, collection_id: str, data: CollectionUpda
             session.flush()
         except IntegrityError as exc:
             raise _handle_taken(collection.handle) from exc
+        _emit(session, collection, "updated")
     return collection
+
+
+def delete_collection(session: Session, collection_id: str) -> None:
+    """Remove a collection and its memberships; the products stay."""
+    collection = find_collection(session, collection_id)
+    session.execute(
+        delete(CollectionProduct).where(CollectionProduct.collection_id == collection.id)
+    )
+    _emit(session, collection, "deleted")
+    session.delete(collection)
+    session.flush()
 
 
 def add_product(session: Session, collection_id: str, product_id: str) -> None:
@@ -79,12 +107,14 @@ def add_product(session: Session, collection_id: str, product_id: str) -> None:
     collection = find_collection(session, collection_id)
     product = find_product(session, product_id)
     # ON CONFLICT DO NOTHING: two concurrent adds of the same product both succeed.
-    insert_ignoring_conflict(
+    added = insert_ignoring_conflict(
         session,
         CollectionProduct,
         {"collection_id": collection.id, "product_id": product.id, "added_at": clock.now()},
         on=["collection_id", "product_id"],
     )
+    if added:
+        _emit(session, collection, "product_added", product_id=product.id)
 
 
 def remove_product(session: Session, collection_id: str, product_id: str) -> None:
@@ -98,3 +128,4 @@ def remove_product(session: Session, collection_id: str, product_id: str) -> Non
         raise NotFound("the product is not in that collection", code="membership_not_found")
     session.delete(member)
     session.flush()
+    _emit(session, collection, "product_removed", product_id=product_id)
