@@ -95,6 +95,13 @@ def test_channel_rules_shape_what_each_channel_promises(
     status, body = hold(market, 5, "mkt-1")
     assert status == 201
     assert body["data"][0]["location_id"] == warehouse  # chosen for it: its only location
+    # A retry returns the same hold; its own units do not count against the cap.
+    retry_status, retry = hold(market, 5, "mkt-1")
+    assert (retry_status, retry["data"][0]["id"]) == (201, body["data"][0]["id"])
+    # A channel limited to its locations may not hold elsewhere by naming the place.
+    status, body = hold(market, 1, "mkt-2", shop)
+    assert (status, body["code"]) == (422, "location_not_in_channel")
+    assert [e["path"] for e in body["errors"]] == ["body.lines.0.location_id"]
     assert level(db, warehouse, var) == (10, 5)
     # Walk-ins at the store are not bound by the web's rule.
     store_sale = client.post(
@@ -208,3 +215,40 @@ def test_pickup_near_me_by_point_and_postcode(
     assert [e["path"] for e in half.json()["errors"]] == ["query.longitude"]
     neither = client.get("/api/v1/availability/pickup", params={"item": tee}, headers=auth)
     assert neither.json()["code"] == "origin_required"
+
+
+def test_paused_channels_and_closed_stores_promise_nothing(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    warehouse = make_location(client, auth, "depot", ships=True)
+    var = make_variant(client, auth)
+    receive(client, auth, warehouse, var, 10)
+    paused = make_channel(client, auth, "paused")
+    till = make_channel(client, auth, "till", kind="store")
+    shop = make_location(client, auth, "shop", kind="store", channel_id=till)
+    receive(client, auth, shop, var, 4)
+    assert _per_channel(_availability(client, auth, var)) == {paused: 10, till: 4}
+    nowhere = client.put(
+        f"/api/v1/channels/{paused}/stock-rule", json={"location_ids": []}, headers=auth
+    )
+    assert nowhere.json()["location_ids"] == []
+    closed = client.patch(f"/api/v1/locations/{shop}", json={"active": False}, headers=auth)
+    assert closed.status_code == 200, closed.text
+    # The till's own store is closed: it does not fall back to the warehouse.
+    assert _per_channel(_availability(client, auth, var)) == {paused: 0, till: 0}
+    refused = client.post(
+        "/api/v1/reservations",
+        json={"channel_id": till, "lines": [{"variant_id": var, "quantity": 1, "reference": "t"}]},
+        headers=auth,
+    )
+    assert (refused.status_code, refused.json()["available"]) == (409, 0)
+    blank = client.put(
+        "/api/v1/postcodes",
+        json={
+            "data": [
+                {"country": "DE", "postcode": " ", "coordinates": {"latitude": 1, "longitude": 1}}
+            ]
+        },
+        headers=auth,
+    )
+    assert [e["path"] for e in blank.json()["errors"]] == ["body.data.0.postcode"]

@@ -62,3 +62,34 @@ def test_200_buyers_for_50_units_over_3_locations(
         assert len({r.reference for r in held}) == 50
     late = client.get("/api/v1/availability", params={"variant_id": var}, headers=auth).json()
     assert late["data"][0]["available"] == 0
+
+
+def test_double_submitted_holds_without_a_location_hold_once(
+    live_server: str, client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    """The same cart line sent twice at once, location left to Seamline: one hold, not two at
+    two different locations."""
+    locations = [make_location(client, auth, h, ships=True) for h in ("north", "south")]
+    var = make_variant(client, auth)
+    web = make_channel(client, auth, "web")
+    for loc in locations:
+        receive(client, auth, loc, var, 20)
+    pairs = 10
+    start = threading.Barrier(pairs * 2)
+
+    def buy(i: int) -> int:
+        body = {
+            "channel_id": web,
+            "lines": [{"variant_id": var, "quantity": 1, "reference": f"line-{i // 2}"}],
+        }
+        with httpx.Client(base_url=live_server, headers=auth, timeout=60) as http:
+            start.wait()
+            return http.post("/api/v1/reservations", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=pairs * 2) as pool:
+        statuses = list(pool.map(buy, range(pairs * 2)))
+    assert statuses == [201] * (pairs * 2)
+    with db.transaction(readonly=True) as session:
+        held = session.scalars(select(Reservation).where(Reservation.status == "held")).all()
+        assert sorted(r.reference for r in held) == sorted(f"line-{i}" for i in range(pairs))
+        assert verify(session) == []

@@ -85,6 +85,14 @@ def test_short_arrival_and_cancel(client: TestClient, auth: dict[str, str], db: 
     )
     assert too_many.status_code == 422
     assert [e["path"] for e in too_many.json()["errors"]] == ["body.lines.0.quantity"]
+    for lines in ([{"variant_id": var, "quantity": 2}, {"variant_id": var, "quantity": 0}], []):
+        bad = client.post(
+            f"/api/v1/stock/transfers/{lost['id']}/receive", json={"lines": lines}, headers=auth
+        )
+        assert bad.status_code == 422, bad.text
+    assert client.get(f"/api/v1/stock/transfers/{lost['id']}", headers=auth).json()["status"] == (
+        "in_transit"
+    )
     short = client.post(
         f"/api/v1/stock/transfers/{lost['id']}/receive",
         json={"lines": [{"variant_id": var, "quantity": 3}]},

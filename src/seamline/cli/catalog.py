@@ -143,7 +143,8 @@ def postcodes_import(
     if not file.is_file():
         err_console.print(f"[red]error[/red] no such file: {file}")
         raise typer.Exit(2)
-    lines = sum(1 for _ in file.open(encoding="utf-8"))
+    with file.open("rb") as raw:
+        lines = sum(1 for _ in raw)
     with runtime() as rt, rt.db.transaction() as session, _progress() as bar:
         task = bar.add_task("postcodes", total=lines)
         written, problems = postcodes.import_geonames(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,3 +34,14 @@ def insert_ignoring_conflict(
     )
     # RETURNING yields a row only when the insert happened (rowcount is unreliable here).
     return session.execute(stmt).first() is not None
+
+
+def lock_for_transaction(session: Session, key: str) -> None:
+    """Serialize transactions that name the same ``key`` until they end.
+
+    PostgreSQL takes a transaction-scoped advisory lock on a hash of the key; SQLite needs
+    nothing, because its writers are serialized already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )

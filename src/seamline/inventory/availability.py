@@ -50,6 +50,9 @@ class Policy:
     keep_per_warehouse: int = 0
     share_percent: int = 100
     kinds: dict[str, str] = field(default_factory=dict)
+    # An explicit list (a rule's location_ids, or a store channel's own store) also limits
+    # where holds named by location may be placed; the default list does not.
+    restricted: bool = False
 
     def keep(self, location: Location) -> int:
         return self.keep_per_store if location.kind == "store" else self.keep_per_warehouse
@@ -95,7 +98,10 @@ def set_rule(session: Session, channel_id: str, data: ChannelStockRuleSet) -> Ch
     if rule is None:
         rule = ChannelStockRule(channel_id=channel_id)
         session.add(rule)
-    rule.location_ids = list(dict.fromkeys(data.location_ids)) if data.location_ids else None
+    # An empty list means "sells from nowhere" (a paused channel), unlike null (the default).
+    rule.location_ids = (
+        list(dict.fromkeys(data.location_ids)) if data.location_ids is not None else None
+    )
     rule.keep_per_store = data.keep_per_store
     rule.keep_per_warehouse = data.keep_per_warehouse
     rule.max_share_percent = data.max_share_percent
@@ -116,13 +122,19 @@ def policy(session: Session, channel: Channel, locations: list[Location] | None 
     rule = session.get(ChannelStockRule, channel.id)
     everywhere = locations if locations is not None else _active_locations(session)
     kinds = {loc.id: loc.kind for loc in everywhere}
+    restricted = True
     if rule is not None and rule.location_ids is not None:
         sources = [loc for loc in rule.location_ids if loc in kinds]
     else:
-        own = [loc.id for loc in everywhere if loc.channel_id == channel.id]
-        if channel.location_id and channel.location_id in kinds:
-            own = [channel.location_id]
-        sources = own or [loc.id for loc in everywhere if loc.ships]
+        # A store channel sells its own store's stock — none while that store is inactive.
+        store = channel.location_id or session.scalar(
+            select(Location.id).where(Location.channel_id == channel.id)
+        )
+        if store is not None:
+            sources = [store] if store in kinds else []
+        else:
+            sources = [loc.id for loc in everywhere if loc.ships]
+            restricted = False
     return Policy(
         channel_id=channel.id,
         location_ids=sources,
@@ -130,6 +142,7 @@ def policy(session: Session, channel: Channel, locations: list[Location] | None 
         keep_per_warehouse=rule.keep_per_warehouse if rule else 0,
         share_percent=rule.max_share_percent if rule else 100,
         kinds=kinds,
+        restricted=restricted,
     )
 
 
@@ -142,6 +155,7 @@ def availability(
 ) -> list[VariantAvailability]:
     """Available to promise per variant: in total, per location and per channel (one channel
     if ``channel_id`` is given, otherwise every active channel)."""
+    variant_ids = list(dict.fromkeys(variant_ids))
     for variant_id in variant_ids:
         find_variant(session, variant_id)
     locations = _active_locations(session)

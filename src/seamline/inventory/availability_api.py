@@ -36,7 +36,7 @@ Ids = Annotated[
     Query(min_length=1, max_length=100),
 ]
 ChannelPath = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
-ITEM_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}(:[1-9][0-9]{0,6})?$"
+ITEM_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}(:[1-9][0-9]{0,5})?$"  # quantities up to 999,999
 
 
 @router.get("/availability", responses=MISSING, **scoped("inventory:read"))

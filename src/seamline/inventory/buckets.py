@@ -123,16 +123,26 @@ def totals(session: Session, location_id: str, variant_id: str) -> Totals:
 
 
 def _lock_all(session: Session, location_id: str, variant_id: str) -> list[StockLevel]:
-    """Every bucket of the location, locked in bucket order (the one order all writers use)."""
-    return list(
-        session.scalars(
-            select(StockLevel)
-            .where(_where(location_id, variant_id))
-            .order_by(StockLevel.bucket)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+    """Every bucket of the location, locked in bucket order (the one order all writers use).
+
+    A re-split may insert buckets while this statement waits for a lock; the rows it inserted
+    are not in the statement's snapshot. So the rows are counted again afterwards (a new
+    snapshot under READ COMMITTED) and locked again until the set is stable."""
+    stmt = (
+        select(StockLevel)
+        .where(_where(location_id, variant_id))
+        .order_by(StockLevel.bucket)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
+    levels = list(session.scalars(stmt))
+    while True:
+        present = session.scalar(
+            select(func.count()).select_from(StockLevel).where(_where(location_id, variant_id))
+        )
+        if present == len(levels):
+            return levels
+        levels = list(session.scalars(stmt))
 
 
 def _set_on_hand(session: Session, level: StockLevel, on_hand: int) -> None:
@@ -167,13 +177,15 @@ def hold(
     *,
     keep: int = 0,
     wait: bool = True,
+    in_order: bool = False,
 ) -> Totals | None:
     """``reserved += quantity`` in one bucket, leaving at least ``keep`` free units at the
     location. Returns the totals (with the bucket used) or None if the units are not there.
 
     With ``wait=False`` only the fast path runs: it never waits for a lock and takes none when
     it fails, so a caller may try several locations in any order and then wait on them in one
-    fixed order (no deadlocks)."""
+    fixed order (no deadlocks). ``in_order`` skips the fast path: a transaction that holds the
+    same location and variant twice must take its buckets in bucket order from the start."""
     needed = quantity + keep
     chosen = (
         select(StockLevel.bucket)
@@ -192,9 +204,10 @@ def hold(
         )
         .values(reserved=StockLevel.reserved + quantity, updated_at=clock.now())
     )
-    done = _returning(fast, location_id, variant_id, session)
-    if done is not None or not wait:
-        return done
+    if not in_order:
+        done = _returning(fast, location_id, variant_id, session)
+        if done is not None or not wait:
+            return done
     levels = _lock_all(session, location_id, variant_id)
     free = sum(x.on_hand - x.reserved for x in levels)
     if free - keep < quantity:
@@ -255,17 +268,18 @@ def add(session: Session, location_id: str, variant_id: str, quantity: int) -> T
             variant_id,
             session,
         )
-        assert result is not None
+        assert result is not None  # bucket 0 always exists once ensure_rows ran
         return result
-    share, extra = divmod(quantity, buckets)
-    for bucket in range(buckets):  # bucket order, like every multi-row writer
-        units = share + (1 if bucket < extra else 0)
+    # Lock the rows and spread over those that exist now: a concurrent re-split may have
+    # changed the count since it was read (and deletes only rows it has locked).
+    levels = _lock_all(session, location_id, variant_id)
+    current = split_count(session, variant_id)
+    targets = [x for x in levels if x.bucket < current] or levels[:1]
+    share, extra = divmod(quantity, len(targets))
+    for i, level in enumerate(targets):
+        units = share + (1 if i < extra else 0)
         if units:
-            session.execute(
-                update(StockLevel)
-                .where(_where(location_id, variant_id), StockLevel.bucket == bucket)
-                .values(on_hand=StockLevel.on_hand + units, updated_at=clock.now())
-            )
+            _set_on_hand(session, level, level.on_hand + units)
     return totals(session, location_id, variant_id)
 
 
@@ -318,14 +332,22 @@ def resplit(session: Session, variant_id: str, buckets: int) -> None:
     Free units are spread evenly over the new buckets. Buckets beyond the new count keep only
     the units their holds reserve (they drain as those holds end) and are deleted once empty.
     """
-    existing = session.get(StockSplit, variant_id, with_for_update=True)
-    if buckets == 1 and existing is not None:
-        session.delete(existing)
-    elif buckets > 1 and existing is None:
-        session.add(StockSplit(variant_id=variant_id, buckets=buckets, updated_at=clock.now()))
-    elif existing is not None:
-        existing.buckets = buckets
-        existing.updated_at = clock.now()
+    # The split row exists while re-splitting (inserted if missing, so two concurrent re-splits
+    # queue on its lock instead of racing to insert it); one bucket is stored as 1.
+    insert_ignoring_conflict(
+        session,
+        StockSplit,
+        {"variant_id": variant_id, "buckets": 1, "updated_at": clock.now()},
+        on=["variant_id"],
+    )
+    split = session.scalars(
+        select(StockSplit)
+        .where(StockSplit.variant_id == variant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    split.buckets = buckets
+    split.updated_at = clock.now()
     session.flush()
     locations = session.scalars(
         select(StockLevel.location_id)

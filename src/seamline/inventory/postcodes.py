@@ -68,8 +68,21 @@ def upsert(session: Session, centroids: Iterable[PostcodeIn], *, chunk: int = 10
 
 def read_geonames(path: Path) -> Iterator[tuple[int, PostcodeIn | str]]:
     """(line number, centroid or the reason the line is unusable) for each line of a file."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        number = 0
+        while True:
+            number += 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field longer than the csv module allows
+                yield number, f"unreadable line: {exc}"
+                continue
+            if "\ufffd" in "".join(row):
+                yield number, "not UTF-8 text"
+                continue
             if len(row) < 11:
                 yield number, f"expected at least 11 tab-separated columns, found {len(row)}"
                 continue

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.catalog.service import find_variant
-from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.dialect import insert_ignoring_conflict, lock_for_transaction
 from seamline.db.lookup import get_or_404
 from seamline.events import timers
 from seamline.inventory import availability, buckets
@@ -63,6 +63,7 @@ class _Hold:
     line: ReservationLine
     expires_at: datetime | None
     policy: Policy | None
+    in_order: bool = False  # the request holds this location and variant more than once
 
 
 def _live_hold(
@@ -104,7 +105,15 @@ def _hold_at(
     """Hold the line at one location; None if the units are not there (nothing changed)."""
     line = hold.line
     keep = _keep(session, hold.policy, location_id)
-    held = buckets.hold(session, location_id, line.variant_id, line.quantity, keep=keep, wait=wait)
+    held = buckets.hold(
+        session,
+        location_id,
+        line.variant_id,
+        line.quantity,
+        keep=keep,
+        wait=wait,
+        in_order=hold.in_order,
+    )
     if held is None:
         return None
     now = clock.now()
@@ -144,9 +153,18 @@ def _hold_at(
             payload={"reservation_id": reservation_id},
         )
     changed(session, held, "reserve", delta_reserved=line.quantity)
-    reservation = session.get(Reservation, reservation_id)
-    assert reservation is not None
-    return reservation_out(reservation)
+    return ReservationOut(
+        id=reservation_id,
+        location_id=location_id,
+        variant_id=line.variant_id,
+        quantity=line.quantity,
+        reference=line.reference,
+        channel_id=hold.policy.channel_id if hold.policy else None,
+        status="held",
+        expires_at=hold.expires_at,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _at_location(session: Session, hold: _Hold, caller: Caller | None) -> ReservationOut:
@@ -154,6 +172,13 @@ def _at_location(session: Session, hold: _Hold, caller: Caller | None) -> Reserv
     assert line.location_id is not None
     if caller is not None:
         caller.require_location(line.location_id)
+    policy = hold.policy
+    if policy is not None and policy.restricted and line.location_id not in policy.location_ids:
+        raise Unprocessable(
+            f"channel {policy.channel_id} does not sell from {line.location_id}",
+            code="location_not_in_channel",
+            errors=[FieldError(f"body.lines.{hold.index}.location_id", "not a channel location")],
+        )
     done = _hold_at(session, hold, line.location_id)
     if done is not None:
         return done
@@ -173,6 +198,9 @@ def _anywhere(session: Session, hold: _Hold, caller: Caller | None) -> Reservati
     line = hold.line
     policy = hold.policy
     assert policy is not None
+    # The unique index covers (reference, location, variant); with the location still to be
+    # chosen, two identical requests could pick different ones. Serialize them by reference.
+    lock_for_transaction(session, f"hold:{line.reference}:{line.variant_id}")
     existing = _live_hold(session, line.reference, line.variant_id, None)
     if existing is not None:
         return _same_hold(existing, line.quantity, hold.index)
@@ -213,6 +241,8 @@ def _check_share(session: Session, policy: Policy, data: ReservationCreate) -> N
     themselves are still never oversold (each hold is conditional)."""
     wanted: dict[str, int] = {}
     for line in data.lines:
+        if _live_hold(session, line.reference, line.variant_id, line.location_id) is not None:
+            continue  # a retry: that hold is already counted as reserved
         wanted[line.variant_id] = wanted.get(line.variant_id, 0) + line.quantity
     levels = location_totals(session, list(wanted))
     for variant_id, quantity in wanted.items():
@@ -262,9 +292,12 @@ def reserve(
             data.lines[i].variant_id,
         ),
     )
+    pairs = [(line.location_id, line.variant_id) for line in data.lines if line.location_id]
+    repeated = {pair for pair in pairs if pairs.count(pair) > 1}
     results: dict[int, ReservationOut] = {}
     for i in order:
-        hold = _Hold(i, data.lines[i], expires_at, policy)
+        line = data.lines[i]
+        hold = _Hold(i, line, expires_at, policy, (line.location_id, line.variant_id) in repeated)
         if hold.line.location_id is not None:
             results[i] = _at_location(session, hold, caller)
         else:

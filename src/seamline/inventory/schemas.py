@@ -330,11 +330,12 @@ class TransferReceivedLine(BaseModel):
 
 class TransferReceive(BaseModel):
     """Arrival at the destination. Without ``lines`` everything sent arrived; with them, the
-    units that arrived per variant (fewer than sent records a shortfall)."""
+    units that arrived per variant (fewer than sent records a shortfall; a variant left out
+    arrived with none)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lines: Annotated[list[TransferReceivedLine], Field(max_length=100)] | None = None
+    lines: Annotated[list[TransferReceivedLine], Field(min_length=1, max_length=100)] | None = None
 
 
 class TransferLineOut(BaseModel):
@@ -433,7 +434,9 @@ class PostcodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     country: Country
-    postcode: Postcode
+    postcode: Annotated[
+        str, Field(max_length=20, pattern=r"^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$")
+    ]
     place: AddressLine = ""
     coordinates: Coordinates
 

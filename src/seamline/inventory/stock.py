@@ -211,6 +211,11 @@ def adjust(
 def count(session: Session, data: CountCreate, *, caller: Caller | None = None) -> StockLevelOut:
     """Set ``on_hand`` to ``counted`` if it still is ``expected_on_hand`` (compare-and-swap)."""
     check_target(session, data.location_id, data.variant_id, caller)
+    if data.counted == data.expected_on_hand:
+        # A count that confirms the belief changes nothing; it still must be current.
+        now = buckets.totals(session, data.location_id, data.variant_id)
+        if now.on_hand == data.expected_on_hand:
+            return totals_out(now)
     result, swapped = buckets.swap_on_hand(
         session, data.location_id, data.variant_id, data.expected_on_hand, data.counted
     )

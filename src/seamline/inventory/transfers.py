@@ -170,7 +170,15 @@ def receive(
     if data.lines is not None:
         sent = dict(arrived)
         arrived = dict.fromkeys(arrived, 0)
+        named: set[str] = set()
         for i, got in enumerate(data.lines):
+            if got.variant_id in named:
+                raise Unprocessable(
+                    f"variant {got.variant_id} is on two lines",
+                    code="duplicate_line",
+                    errors=[FieldError(f"body.lines.{i}.variant_id", "repeated", "duplicate")],
+                )
+            named.add(got.variant_id)
             if got.variant_id not in sent:
                 raise Unprocessable(
                     f"variant {got.variant_id} is not on transfer {transfer.id}",
