@@ -1,5 +1,8 @@
 """Run the benchmarks: ``python -m bench [--postgres URL] [--events N] [--requests N]
-[--only outbox|api|catalog] [--variants N]``."""
+[--only outbox|api|catalog|flash-sale] [--variants N]``.
+
+Flash sale (PostgreSQL only): ``[--buyers 64] [--units N] [--raw-units 20000] [--buckets 16]
+[--server-workers 1,2] [--idempotency-key] [--profile]``."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import api_bench, catalog_bench, outbox_bench
+from bench import api_bench, catalog_bench, flash_sale, outbox_bench
 
 console = Console()
 
@@ -24,16 +27,38 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=4000)
     parser.add_argument(
-        "--only", choices=["outbox", "api", "catalog"], help="Run one benchmark, not all"
+        "--only",
+        choices=["outbox", "api", "catalog", "flash-sale"],
+        help="Run one benchmark, not all (its results are merged into --out)",
+    )
+    flash = parser.add_argument_group("flash sale (needs --postgres)")
+    flash.add_argument("--buyers", type=int, default=64, help="Concurrent buyers (and raw threads)")
+    flash.add_argument("--units", type=int, default=800, help="Units per HTTP phase")
+    flash.add_argument("--raw-units", type=int, default=20_000, help="Units per raw phase")
+    flash.add_argument("--buckets", type=int, default=16, help="Buckets of the split phases")
+    flash.add_argument(
+        "--server-workers",
+        default="1,2",
+        help="Comma-separated `seamline serve --workers` values to run the HTTP phases with",
+    )
+    flash.add_argument(
+        "--idempotency-key", action="store_true", help="Buyers send an Idempotency-Key"
+    )
+    flash.add_argument(
+        "--profile",
+        action="store_true",
+        help="Sample the server with py-spy (PY_SPY or on PATH) during the one-row phases",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
 
-    results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-    }
+    results: dict[str, object] = {}
+    if args.only and args.out.exists():
+        # One benchmark re-run: keep the others' last figures.
+        results = json.loads(args.out.read_text())
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     backends = ["sqlite"] + (["postgres"] if args.postgres else [])
-    wanted = {args.only} if args.only else {"outbox", "api", "catalog"}
+    wanted = {args.only} if args.only else {"outbox", "api", "catalog", "flash-sale"}
     for backend in backends:
         if "outbox" in wanted:
             results[f"outbox_{backend}"] = outbox_bench.run(
@@ -50,6 +75,18 @@ def main() -> None:
                 lookups=args.lookups,
                 console=console,
             )
+    if "flash-sale" in wanted and (args.postgres or args.only):
+        results["flash_sale_postgres"] = flash_sale.run(
+            args.postgres,
+            buyers=args.buyers,
+            units=args.units,
+            raw_units=args.raw_units,
+            buckets=args.buckets,
+            workers=[int(w) for w in args.server_workers.split(",") if w.strip()],
+            idempotency=args.idempotency_key,
+            profile=args.profile,
+            console=console,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     console.print(f"results written to {args.out}")

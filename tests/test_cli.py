@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from seamline import __version__
 from seamline.cli.main import app
+from seamline.settings import Settings
 
 
 def test_version() -> None:
@@ -89,3 +90,46 @@ def test_serve_starts_a_server_a_user_can_open(tmp_path: Path, backend: str) -> 
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_serve_with_several_processes(tmp_path: Path, settings: Settings, backend: str) -> None:
+    """``serve --workers 2``: migrates, then uvicorn's manager runs two app processes on one
+    port; both answer, and SIGTERM stops them all."""
+    if backend != "postgres":
+        pytest.skip("several server processes are meant for PostgreSQL")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SEAMLINE_DATA_DIR": str(tmp_path / "data"),
+        "SEAMLINE_DATABASE_URL": settings.resolved_database_url,
+        "SEAMLINE_SECRET_KEY": settings.resolved_secret_key,
+        "SEAMLINE_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seamline", "serve", "--workers", "2", "--no-worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert ready.json()["checks"]["database"] == "ok"
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) >= 2, children  # the two app processes (plus uvicorn's helper)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=20) is not None
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -13,6 +13,7 @@ from seamline.cli.common import console, err_console, runtime
 from seamline.db import migrate
 from seamline.events import registry
 from seamline.events import service as events
+from seamline.runtime import Runtime
 from seamline.settings import get_settings
 
 
@@ -25,6 +26,14 @@ def serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before starting")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes. Above 1 each process has its own app and database pool "
+            "(and its own embedded worker unless --no-worker); meant for PostgreSQL.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API and console (and, unless --no-worker, an embedded worker)."""
     import uvicorn
@@ -38,13 +47,56 @@ def serve(
     rt = build_runtime(settings)
     if migrate_first:
         migrate.upgrade(rt.db)
-    app = create_app(settings, embedded_worker=not no_worker, runtime=rt)
     bind_host, bind_port = host or settings.host, port or settings.port
+    if workers > 1:
+        _serve_processes(rt, bind_host, bind_port, workers, embedded_worker=not no_worker)
+        return
+    app = create_app(settings, embedded_worker=not no_worker, runtime=rt)
     console.print(f"Seamline listening on [bold]http://{bind_host}:{bind_port}/[/bold]")
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
     finally:
         rt.close()
+
+
+def _serve_processes(
+    rt: Runtime, host: str, port: int, workers: int, *, embedded_worker: bool
+) -> None:
+    """Hand over to uvicorn's process manager; each process imports ``seamline.api.asgi:create``.
+
+    The manager replaces this process (``exec``, same pid, so signals reach it as before): the
+    parent only migrated and made sure the secret key exists, and a fresh interpreter that
+    imports uvicorn alone supervises with a fraction of the memory this CLI process holds.
+    """
+    import os
+    import sys
+
+    from seamline.api.asgi import EMBEDDED_WORKER_ENV
+
+    rt.close()
+    os.environ[EMBEDDED_WORKER_ENV] = "1" if embedded_worker else "0"
+    console.print(f"Seamline listening on [bold]http://{host}:{port}/[/bold] ({workers} processes)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(  # noqa: S606 -- our own interpreter and arguments, no shell
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "seamline.api.asgi:create",
+            "--factory",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+    )
 
 
 def worker(
