@@ -21,10 +21,11 @@ other buckets as this transaction sees them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from seamline.db.dialect import insert_ignoring_conflict
@@ -64,17 +65,11 @@ def _others() -> tuple[Any, Any]:
     return on_hand, reserved
 
 
-def _returning(stmt: Any, location_id: str, variant_id: str, session: Session) -> Totals | None:
-    others_on_hand, others_reserved = _others()
-    row = session.execute(
-        stmt.returning(
-            StockLevel.bucket,
-            StockLevel.on_hand,
-            StockLevel.reserved,
-            others_on_hand,
-            others_reserved,
-        )
-    ).first()
+_OTHERS = _others()
+_RETURNING = (StockLevel.bucket, StockLevel.on_hand, StockLevel.reserved, *_OTHERS)
+
+
+def _totals(row: Any, location_id: str, variant_id: str) -> Totals | None:
     if row is None:
         return None
     return Totals(
@@ -84,6 +79,63 @@ def _returning(stmt: Any, location_id: str, variant_id: str, session: Session) -
         reserved=int(row[2]) + int(row[4]),
         bucket=int(row[0]),
     )
+
+
+def _returning(stmt: Any, location_id: str, variant_id: str, session: Session) -> Totals | None:
+    row = session.execute(stmt.returning(*_RETURNING)).first()
+    return _totals(row, location_id, variant_id)
+
+
+# The hold statements run on every reserve: built once, with parameters (building SQLAlchemy
+# expressions per call costs more CPU than the database spends running them).
+_HERE = (StockLevel.location_id == bindparam("loc")) & (StockLevel.variant_id == bindparam("var"))
+_FREE = StockLevel.on_hand - StockLevel.reserved >= bindparam("needed")
+_HOLD_VALUES = {
+    "reserved": StockLevel.reserved + bindparam("quantity"),
+    "updated_at": bindparam("now"),
+}
+# Any bucket with the units that no other transaction has locked: never waits.
+_HOLD_ANY_FREE_BUCKET = (
+    update(StockLevel)
+    .where(
+        _HERE,
+        StockLevel.bucket
+        == select(StockLevel.bucket)
+        .where(_HERE, _FREE)
+        .order_by(func.random())
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery(),
+        _FREE,
+    )
+    .values(**_HOLD_VALUES)
+    .returning(*_RETURNING)
+)
+# Bucket 0, waiting for its lock: the one statement an ordinary (unsplit) SKU needs. Bucket 0
+# comes first in the lock order, so holding it before the slow path locks the rest is safe.
+_HOLD_FIRST_BUCKET = (
+    update(StockLevel)
+    .where(_HERE, StockLevel.bucket == 0, _FREE)
+    .values(**_HOLD_VALUES)
+    .returning(*_RETURNING)
+)
+
+# How many buckets each variant has, as recently seen by this process. Only the choice of the
+# first statement depends on it, never correctness: a stale figure costs one extra statement.
+_SPLIT_HINT_SECONDS = 2.0
+_split_hints: dict[str, tuple[float, int]] = {}
+
+
+def _split_hint(session: Session, variant_id: str) -> int:
+    seen = _split_hints.get(variant_id)
+    now = time.monotonic()
+    if seen is not None and now - seen[0] < _SPLIT_HINT_SECONDS:
+        return seen[1]
+    count = split_count(session, variant_id)
+    if len(_split_hints) > 10_000:
+        _split_hints.clear()
+    _split_hints[variant_id] = (now, count)
+    return count
 
 
 def split_count(session: Session, variant_id: str) -> int:
@@ -187,25 +239,20 @@ def hold(
     fixed order (no deadlocks). ``in_order`` skips the fast path: a transaction that holds the
     same location and variant twice must take its buckets in bucket order from the start."""
     needed = quantity + keep
-    chosen = (
-        select(StockLevel.bucket)
-        .where(_where(location_id, variant_id), StockLevel.on_hand - StockLevel.reserved >= needed)
-        .order_by(func.random())
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    fast = (
-        update(StockLevel)
-        .where(
-            _where(location_id, variant_id),
-            StockLevel.bucket == chosen,
-            StockLevel.on_hand - StockLevel.reserved >= needed,
-        )
-        .values(reserved=StockLevel.reserved + quantity, updated_at=clock.now())
-    )
+    params = {
+        "loc": location_id,
+        "var": variant_id,
+        "needed": needed,
+        "quantity": quantity,
+        "now": clock.now(),
+    }
     if not in_order:
-        done = _returning(fast, location_id, variant_id, session)
+        split = _split_hint(session, variant_id) > 1
+        if split or not wait:
+            row = session.execute(_HOLD_ANY_FREE_BUCKET, params).first()
+        else:
+            row = session.execute(_HOLD_FIRST_BUCKET, params).first()
+        done = _totals(row, location_id, variant_id)
         if done is not None or not wait:
             return done
     levels = _lock_all(session, location_id, variant_id)
