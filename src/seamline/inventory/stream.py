@@ -174,9 +174,12 @@ class StockStreamHub:
     def _run(self) -> None:
         log.info("stock_stream_started", database=self.db.dialect)
         while not self._stop.is_set():
+            # A failed round is read again: the cursor and the gaps go back to where they were.
+            cursor, gaps = self._cursor, dict(self._gaps)
             try:
                 more = self._poll()
             except Exception:
+                self._cursor, self._gaps = cursor, gaps
                 log.exception("stock_stream_round_failed")
                 self._stop.wait(1.0)
                 continue
@@ -189,7 +192,14 @@ class StockStreamHub:
         """One round: read new and late events, send what subscribers want. True if more wait."""
         with self.db.transaction(readonly=True) as session:
             if self._cursor is None:
-                self._cursor = session.scalar(select(func.max(OutboxEvent.seq))) or 0
+                # Start at the newest event; seqs missing just below it may belong to
+                # transactions still committing, so they are tracked as gaps like any other.
+                top = session.scalar(select(func.max(OutboxEvent.seq))) or 0
+                recent = session.scalars(
+                    select(OutboxEvent.seq).where(OutboxEvent.seq > top - MAX_GAPS)
+                ).all()
+                self._cursor = max(0, top - MAX_GAPS)
+                self._track(list(recent))
                 return False
             unseen = OutboxEvent.seq > self._cursor
             if self._gaps:
