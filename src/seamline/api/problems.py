@@ -16,6 +16,17 @@ from seamline.kit.errors import FieldError, SeamlineError
 from seamline.observability.logging import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# The ``content`` of a documented problem response, for routes' ``responses=``.
+PROBLEM_CONTENT: dict[str, Any] = {
+    PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+
+
+def problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` entry for a problem it may answer, e.g. ``problem(404, …)``."""
+    return {status: {"description": description, "content": PROBLEM_CONTENT}}
+
+
 MALFORMED_JSON_DETAIL = "The request body is not valid JSON."
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from seamline.api.deps import DB, CurrentCaller, scoped
+from seamline.api.problems import problem
 from seamline.catalog import collections, imports, listings, service
 from seamline.catalog.schemas import (
     CollectionCreate,
@@ -40,7 +41,6 @@ Cursor = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 IdFilter = Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9_]+$")]
-NOT_FOUND = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
 
 
@@ -140,7 +140,7 @@ def remove_listing(product_id: str, channel_id: str, db: DB) -> None:
 
 @router.get(
     "/variants/lookup",
-    responses={404: {"description": "No variant has that code", "content": NOT_FOUND}},
+    responses=problem(404, "No variant has that code"),
     **scoped("catalog:read"),
 )
 def lookup_variant(

@@ -7,18 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from seamline.api.deps import DB, CurrentCaller, scoped
+from seamline.api.problems import problem
 from seamline.inventory import service
 from seamline.inventory.schemas import LocationCreate, LocationKind, LocationOut, LocationUpdate
 from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
-NOT_FOUND = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 router = APIRouter(prefix="/locations", tags=["inventory"])
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={404: {"description": "No such channel to link", "content": NOT_FOUND}},
+    responses=problem(404, "No such channel to link"),
     **scoped("inventory:write"),
 )
 def create_location(body: LocationCreate, db: DB, caller: CurrentCaller) -> LocationOut:

@@ -3,11 +3,12 @@ caller, call one service function, return."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from seamline.api.deps import DB, CurrentCaller, scoped
+from seamline.api.problems import problem
 from seamline.inventory import availability, postcodes
 from seamline.inventory.schemas import (
     ID_PATTERN,
@@ -23,12 +24,7 @@ from seamline.inventory.schemas import (
 )
 from seamline.kit.errors import FieldError, Unprocessable
 
-PROBLEM: dict[str, Any] = {
-    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-}
-MISSING: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such variant or channel", "content": PROBLEM}
-}
+MISSING = problem(404, "No such variant or channel")
 router = APIRouter(tags=["inventory"])
 
 Ids = Annotated[

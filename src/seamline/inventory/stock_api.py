@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
 from seamline.api.deps import DB, CurrentCaller, scoped
+from seamline.api.problems import problem
 from seamline.inventory import reservations, stock, transfers
 from seamline.inventory.schemas import (
     ID_PATTERN,
@@ -29,15 +30,8 @@ from seamline.inventory.schemas import (
 )
 from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
-PROBLEM: dict[str, Any] = {
-    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-}
-MISSING: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such location, variant or reservation", "content": PROBLEM}
-}
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Not enough stock, a stale count, or a settled hold", "content": PROBLEM}
-}
+MISSING = problem(404, "No such location, variant or reservation")
+CONFLICT = problem(409, "Not enough stock, a stale count, or a settled hold")
 router = APIRouter(tags=["inventory"])
 
 StockIdQuery = Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)]
