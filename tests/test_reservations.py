@@ -209,3 +209,18 @@ def test_concurrent_reserves_never_oversell(
     assert codes.count(409) == 40, codes
     assert level(db, loc, var) == (10, 10)
     assert len([r for r in reservations(db) if r[1] == "held"]) == 10
+
+
+def test_one_request_may_not_hold_a_line_twice(
+    client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    loc, var = make_location(client, auth), make_variant(client, auth)
+    receive(client, auth, loc, var, 10)
+    twice = reserve(client, auth, [(loc, var, 2, "dup"), (loc, var, 2, "dup")])
+    assert (twice.status_code, twice.json()["code"]) == (422, "duplicate_line")
+    assert [e["path"] for e in twice.json()["errors"]] == ["body.lines.1.reference"]
+    assert level(db, loc, var) == (10, 0)
+    # Two lines on one location and variant with different references are two holds.
+    pair = reserve(client, auth, [(loc, var, 2, "a"), (loc, var, 3, "b")])
+    assert pair.status_code == 201
+    assert level(db, loc, var) == (10, 5)

@@ -93,3 +93,37 @@ def test_double_submitted_holds_without_a_location_hold_once(
         held = session.scalars(select(Reservation).where(Reservation.status == "held")).all()
         assert sorted(r.reference for r in held) == sorted(f"line-{i}" for i in range(pairs))
         assert verify(session) == []
+
+
+def test_mixed_requests_do_not_deadlock(
+    live_server: str, client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    """Requests mixing a line at a named location with a line left to the channel, racing
+    each other across two locations: every answer is 201 or a clean 409, never 5xx."""
+    a, b = (make_location(client, auth, h, ships=True) for h in ("aaa", "bbb"))
+    var = make_variant(client, auth)
+    web = make_channel(client, auth, "web")
+    receive(client, auth, a, var, 10)
+    receive(client, auth, b, var, 3)
+    rounds = 12
+    start = threading.Barrier(rounds * 2)
+
+    def send(i: int) -> int:
+        named = (b, 3) if i % 2 else (a, 10)
+        body = {
+            "channel_id": web,
+            "lines": [
+                {"location_id": named[0], "variant_id": var, "quantity": named[1],
+                 "reference": f"n{i}"},
+                {"variant_id": var, "quantity": 2, "reference": f"c{i}"},
+            ],
+        }  # fmt: skip
+        with httpx.Client(base_url=live_server, headers=auth, timeout=60) as http:
+            start.wait()
+            return http.post("/api/v1/reservations", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=rounds * 2) as pool:
+        statuses = list(pool.map(send, range(rounds * 2)))
+    assert set(statuses) <= {201, 409}, statuses
+    with db.transaction(readonly=True) as session:
+        assert verify(session) == []

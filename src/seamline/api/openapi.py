@@ -16,7 +16,8 @@ COMMON_PROBLEMS = {
     "500": "Unexpected error (logged; no details are exposed)",
 }
 MUTATION_PROBLEMS = {
-    "409": "Conflicts with the current state, or the same Idempotency-Key is in flight"
+    "409": "Conflicts with the current state, or the same Idempotency-Key is in flight",
+    "503": "Collided with concurrent work and rolled back: retry after `Retry-After` seconds",
 }
 PATH_PROBLEMS = {"404": "No such object"}
 # What the idempotency middleware accepts, as a client can send it: 1 to 255 printable

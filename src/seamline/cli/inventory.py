@@ -3,6 +3,7 @@ hot-SKU splits, channel stock rules, pick-up near me, and ``verify``."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -55,8 +56,8 @@ def _items(session: Session, values: list[str]) -> list[tuple[str, int]]:
     out = []
     for value in values:
         code, _, quantity = value.rpartition(":") if ":" in value else (value, "", "1")
-        if not quantity.isdigit() or int(quantity) < 1:
-            err_console.print(f"[red]error[/red] {value!r}: quantity must be a whole number ≥ 1")
+        if not re.fullmatch(r"[1-9][0-9]{0,5}", quantity):
+            err_console.print(f"[red]error[/red] {value!r}: quantity must be 1 … 999,999")
             raise typer.Exit(2)
         out.append((_variant(session, code), int(quantity)))
     return out

@@ -377,7 +377,9 @@ def resplit(session: Session, variant_id: str, buckets: int) -> None:
     """Keep the variant's stock in ``buckets`` rows per location from now on.
 
     Free units are spread evenly over the new buckets. Buckets beyond the new count keep only
-    the units their holds reserve (they drain as those holds end) and are deleted once empty.
+    the units their holds reserve; units their holds give back stay there (free, and found by
+    the slow path) until the next re-split moves them, and that re-split deletes the buckets it
+    leaves empty.
     """
     # The split row exists while re-splitting (inserted if missing, so two concurrent re-splits
     # queue on its lock instead of racing to insert it); one bucket is stored as 1.

@@ -34,7 +34,7 @@ from seamline.inventory.stock import (
     record,
 )
 from seamline.kit import clock
-from seamline.kit.errors import Conflict, FieldError, Unprocessable
+from seamline.kit.errors import Conflict, FieldError, ServiceBusy, Unprocessable
 from seamline.kit.ids import new_id
 
 LIVE = text("status = 'held'")
@@ -193,17 +193,22 @@ def _at_location(session: Session, hold: _Hold, caller: Caller | None) -> Reserv
     )
 
 
-def _anywhere(session: Session, hold: _Hold, caller: Caller | None) -> ReservationOut:
-    """Hold at one of the channel's locations, the one with most available first."""
-    line = hold.line
-    policy = hold.policy
+@dataclass
+class _Plan:
+    """Where a line left to the channel will be held: its candidates, best first (as read)."""
+
+    candidates: list[str]
+    levels: dict[tuple[str, str], tuple[int, int]]
+
+    @property
+    def first(self) -> str:
+        return self.candidates[0] if self.candidates else ""
+
+
+def _plan(session: Session, hold: _Hold, caller: Caller | None) -> _Plan:
+    """The channel's locations that have the units as read now, most available first."""
+    line, policy = hold.line, hold.policy
     assert policy is not None
-    # The unique index covers (reference, location, variant); with the location still to be
-    # chosen, two identical requests could pick different ones. Serialize them by reference.
-    lock_for_transaction(session, f"hold:{line.reference}:{line.variant_id}")
-    existing = _live_hold(session, line.reference, line.variant_id, None)
-    if existing is not None:
-        return _same_hold(existing, line.quantity, hold.index)
     levels = location_totals(session, [line.variant_id])
     allowed = [loc for loc in policy.location_ids if caller is None or caller.may_act_at(loc)]
 
@@ -211,26 +216,59 @@ def _anywhere(session: Session, hold: _Hold, caller: Caller | None) -> Reservati
         on_hand, reserved = levels.get((loc, line.variant_id), (0, 0))
         return on_hand - reserved - policy.keep_at(loc)
 
-    # First without waiting, most available first; then waiting, in the fixed lock order.
-    preferred = [loc for loc in sorted(allowed, key=lambda x: (-free(x), x)) if free(loc) > 0]
-    for location_id in preferred:
-        done = _hold_at(session, hold, location_id, wait=False)
-        if done is not None:
-            return done
-    for location_id in sorted(preferred):
-        done = _hold_at(session, hold, location_id)
-        if done is not None:
-            return done
+    ranked = sorted(allowed, key=lambda x: (-free(x), x))
+    return _Plan([loc for loc in ranked if free(loc) > 0], levels)
+
+
+def _not_enough(session: Session, hold: _Hold, plan: _Plan) -> Conflict:
+    line, policy = hold.line, hold.policy
+    assert policy is not None
     find_variant(session, line.variant_id)  # an unknown variant is a 404, not a 409
     promised = policy.promise(
-        {loc: on_hand - reserved for (loc, var), (on_hand, reserved) in levels.items()}
+        {loc: on_hand - reserved for (loc, var), (on_hand, reserved) in plan.levels.items()}
     )
-    raise Conflict(
+    return Conflict(
         f"only {promised} of variant {line.variant_id} available on channel "
         f"{policy.channel_id}, {line.quantity} requested (available={promised})",
         code="insufficient_stock",
         errors=[FieldError(f"body.lines.{hold.index}.quantity", "not available", "insufficient")],
         extra={"available": promised},
+    )
+
+
+def _anywhere(session: Session, hold: _Hold, plan: _Plan, *, holding: bool) -> ReservationOut:
+    """Hold a line left to the channel at one of its candidate locations.
+
+    A request never waits for a stock row out of the one lock order, so requests cannot
+    deadlock each other; a multi-line request whose planned units were taken while it waited
+    gets 503 (retry) rather than waiting out of order."""
+    if not plan.candidates:
+        raise _not_enough(session, hold, plan)
+    if not holding:
+        # Nothing locked yet: try every candidate without waiting, best first, then wait on
+        # them in location order — every waiter waits in the same order, so no cycle.
+        for location_id in plan.candidates:
+            done = _hold_at(session, hold, location_id, wait=False)
+            if done is not None:
+                return done
+        for location_id in sorted(plan.candidates):
+            done = _hold_at(session, hold, location_id)
+            if done is not None:
+                return done
+        raise _not_enough(session, hold, _plan(session, hold, None))
+    # Rows already locked: wait only at the planned location, which is in the request's lock
+    # order; elsewhere try without waiting, and give up with a retryable answer.
+    done = _hold_at(session, hold, plan.first)
+    if done is not None:
+        return done
+    for location_id in plan.candidates[1:]:
+        done = _hold_at(session, hold, location_id, wait=False)
+        if done is not None:
+            return done
+    raise ServiceBusy(
+        "the stock this request planned on was taken while it waited; retry",
+        code="concurrent_update",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -268,10 +306,11 @@ def reserve(
 ) -> list[ReservationOut]:
     """Hold every line or none (the caller's transaction rolls back on the first 409).
 
-    Lines at a named location lock their stock rows in one fixed order — by location, then
-    variant — so two multi-line reservations never deadlock; lines left to the channel follow.
-    A line whose reference already holds the same units returns that hold (a retried request
-    reserves nothing twice).
+    Lines left to the channel are placed first (at the location with most available, as read);
+    then every line takes its stock rows in one fixed order — by location, then variant — so
+    two multi-line reservations do not deadlock. A line whose reference already holds the same
+    units returns that hold (a retried request reserves nothing twice); one request may not
+    name the same reference and variant twice.
     """
     for i, line in enumerate(data.lines):
         if line.location_id is None and data.channel_id is None:
@@ -280,28 +319,53 @@ def reserve(
                 code="location_required",
                 errors=[FieldError(f"body.lines.{i}.location_id", "required", "missing")],
             )
+    seen: dict[tuple[str, str], int] = {}
+    for i, line in enumerate(data.lines):
+        if (line.reference, line.variant_id) in seen:
+            raise Unprocessable(
+                f"line {seen[(line.reference, line.variant_id)]} already holds variant "
+                f"{line.variant_id} for reference {line.reference!r}",
+                code="duplicate_line",
+                errors=[FieldError(f"body.lines.{i}.reference", "repeated", "duplicate")],
+            )
+        seen[(line.reference, line.variant_id)] = i
     policy = availability.channel_policy(session, data.channel_id) if data.channel_id else None
+    # Lines left to the channel: the unique index covers (reference, location, variant), so two
+    # identical requests could pick different locations. Serialize them by reference — all of
+    # a request's such locks first, sorted, before any stock row is touched.
+    for key in sorted(
+        f"hold:{line.reference}:{line.variant_id}" for line in data.lines if not line.location_id
+    ):
+        lock_for_transaction(session, key)
     if policy is not None and policy.share_percent < 100:
         _check_share(session, policy, data)
     expires_at = clock.now() + timedelta(seconds=data.ttl_seconds) if data.ttl_seconds else None
-    order = sorted(
-        range(len(data.lines)),
-        key=lambda i: (
-            data.lines[i].location_id is None,
-            data.lines[i].location_id or "",
-            data.lines[i].variant_id,
-        ),
-    )
-    pairs = [(line.location_id, line.variant_id) for line in data.lines if line.location_id]
-    repeated = {pair for pair in pairs if pairs.count(pair) > 1}
     results: dict[int, ReservationOut] = {}
+    plans: dict[int, _Plan] = {}
+    where: dict[int, str] = {}
+    for i, line in enumerate(data.lines):
+        if line.location_id is not None:
+            where[i] = line.location_id
+            continue
+        existing = _live_hold(session, line.reference, line.variant_id, None)
+        if existing is not None:  # a retry: the hold it made
+            results[i] = _same_hold(existing, line.quantity, i)
+            continue
+        plans[i] = _plan(session, _Hold(i, line, expires_at, policy), caller)
+        where[i] = plans[i].first
+    # Every line now has a location: hold them in one fixed order, (location, variant).
+    order = sorted(where, key=lambda i: (where[i], data.lines[i].variant_id))
+    pairs = [(where[i], data.lines[i].variant_id) for i in order]
+    repeated = {pair for pair in pairs if pairs.count(pair) > 1}
+    holding = False
     for i in order:
         line = data.lines[i]
-        hold = _Hold(i, line, expires_at, policy, (line.location_id, line.variant_id) in repeated)
-        if hold.line.location_id is not None:
-            results[i] = _at_location(session, hold, caller)
+        hold = _Hold(i, line, expires_at, policy, (where[i], line.variant_id) in repeated)
+        if i in plans:
+            results[i] = _anywhere(session, hold, plans[i], holding=holding)
         else:
-            results[i] = _anywhere(session, hold, caller)
+            results[i] = _at_location(session, hold, caller)
+        holding = True
     return [results[i] for i in range(len(data.lines))]
 
 

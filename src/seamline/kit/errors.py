@@ -63,3 +63,10 @@ class Conflict(SeamlineError):
 
 class Unprocessable(SeamlineError):
     status, title, code = 422, "Unprocessable content", "validation_failed"
+
+
+class ServiceBusy(SeamlineError):
+    """A collision with concurrent work rolled the request back; the same request may simply
+    be retried (sent with ``Retry-After``)."""
+
+    status, title, code = 503, "Service busy", "concurrent_update"
