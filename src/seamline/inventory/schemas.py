@@ -140,7 +140,10 @@ MAX_QUANTITY = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 ID_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}$"
 StockId = Annotated[str, Field(min_length=4, max_length=40, pattern=ID_PATTERN)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 … 1,000,000.")]
+# Strict: a unit count is a JSON integer — never `true`, `"5"` or `1e6` coerced into one.
+Quantity = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_QUANTITY, description="Units, 1 … 1,000,000.")
+]
 Reason = Annotated[str, Field(max_length=200, pattern=NAME_PATTERN)]
 StockReference = Annotated[
     str,
@@ -178,8 +181,8 @@ class AdjustmentCreate(_StockTarget):
 class CountCreate(_StockTarget):
     """An absolute count, accepted only if ``on_hand`` is still what the counter believed."""
 
-    expected_on_hand: Annotated[int, Field(ge=0, le=2**53)]
-    counted: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+    expected_on_hand: Annotated[int, Field(strict=True, ge=0, le=2**53)]
+    counted: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
     reason: Reason | None = None
 
 
