@@ -54,8 +54,8 @@ def _config(token: str, mode: str) -> schemathesis.Config:
                     },
                 },
                 # Rules between fields JSON Schema cannot state: a transfer's two locations
-                # must differ and its variants be distinct; "pick up near me" needs a point or
-                # a postcode that has been imported.
+                # must differ and its variants be distinct; a reservation names a reference and
+                # variant once; "pick up near me" needs a point or an imported postcode.
                 *(
                     {
                         "include-path": path,
@@ -65,7 +65,11 @@ def _config(token: str, mode: str) -> schemathesis.Config:
                             }
                         },
                     }
-                    for path in ("/api/v1/stock/transfers", "/api/v1/availability/pickup")
+                    for path in (
+                        "/api/v1/stock/transfers",
+                        "/api/v1/reservations",
+                        "/api/v1/availability/pickup",
+                    )
                 ),
                 # An endless Server-Sent Events stream: a valid request never finishes, so the
                 # in-process client would wait forever. Its refusals (401/403/422) are tested

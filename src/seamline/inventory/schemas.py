@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from babel import Locale
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from seamline.channels.schemas import HANDLE_PATTERN
 from seamline.kit.schemas import NAME_PATTERN, REFERENCE_PATTERN
@@ -140,9 +140,20 @@ MAX_QUANTITY = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 ID_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}$"
 StockId = Annotated[str, Field(min_length=4, max_length=40, pattern=ID_PATTERN)]
-# Strict: a unit count is a JSON integer — never `true`, `"5"` or `1e6` coerced into one.
+
+
+def _json_number(value: Any) -> Any:
+    """A unit count is a JSON number: `true` or `"5"` are not coerced into one. (A number with
+    no fraction, such as `2.0`, is an integer to JSON Schema and accepted.)"""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
 Quantity = Annotated[
-    int, Field(strict=True, ge=1, le=MAX_QUANTITY, description="Units, 1 … 1,000,000.")
+    int,
+    Field(ge=1, le=MAX_QUANTITY, description="Units, 1 … 1,000,000."),
+    BeforeValidator(_json_number),
 ]
 Reason = Annotated[str, Field(max_length=200, pattern=NAME_PATTERN)]
 StockReference = Annotated[
@@ -181,8 +192,8 @@ class AdjustmentCreate(_StockTarget):
 class CountCreate(_StockTarget):
     """An absolute count, accepted only if ``on_hand`` is still what the counter believed."""
 
-    expected_on_hand: Annotated[int, Field(strict=True, ge=0, le=2**53)]
-    counted: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
+    expected_on_hand: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)]
+    counted: Annotated[int, Field(ge=0, le=MAX_QUANTITY), BeforeValidator(_json_number)]
     reason: Reason | None = None
 
 
