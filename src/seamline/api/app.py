@@ -114,6 +114,7 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.catalog.api import router as catalog
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
+    from seamline.identity.api import router as tracking
     from seamline.inventory.api import router as locations
     from seamline.inventory.availability_api import router as availability
     from seamline.inventory.stock_api import router as stock
@@ -121,6 +122,8 @@ def _include_routers(app: FastAPI) -> None:
 
     for router in (channels, events, catalog, locations, stock, availability, stock_stream):
         app.include_router(router, prefix=API_PREFIX)
+    # Segment-compatible paths (/v1/track …) have no /api/v1 prefix: clients append them to a host.
+    app.include_router(tracking)
 
 
 def _install_system_routes(app: FastAPI, rt: Runtime) -> None:

@@ -13,6 +13,14 @@ from seamline.catalog.models import (
 from seamline.channels.models import Channel
 from seamline.db.base import Base
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
+from seamline.identity.models import (
+    Identifier,
+    IdentityLink,
+    Profile,
+    ProfileMerge,
+    ProfileTrait,
+    TrackedEvent,
+)
 from seamline.inventory.models import Location, Reservation, StockLevel, StockMovement
 
 metadata = Base.metadata
@@ -24,15 +32,21 @@ __all__ = [
     "CollectionProduct",
     "Delivery",
     "IdempotencyRecord",
+    "Identifier",
+    "IdentityLink",
     "Listing",
     "Location",
     "OutboxEvent",
     "Price",
     "Product",
+    "Profile",
+    "ProfileMerge",
+    "ProfileTrait",
     "Reservation",
     "StockLevel",
     "StockMovement",
     "Timer",
+    "TrackedEvent",
     "Variant",
     "WebhookAttempt",
     "WebhookEndpoint",

@@ -1,0 +1,1 @@
+"""Identity: profiles, identifiers, resolution into clusters, and Segment-compatible ingestion."""

@@ -1,0 +1,320 @@
+"""Identity resolution against the database: identifiers, links, clusters and merge records.
+
+The rule itself is pure and lives in rules.py; this module finds the part of the graph a call
+touched, runs the rule over it, and writes the difference: profiles' ``cluster_id``, link
+decisions, merge pointers added or superseded, and a ``profile.merged`` /
+``profile.unmerged`` event for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from seamline.db.dialect import lock_for_transaction
+from seamline.events.outbox import emit
+from seamline.identity.models import Identifier, IdentityLink, Profile, ProfileMerge
+from seamline.identity.normalize import IdentifierValue
+from seamline.identity.rules import DEFAULT_RULES, Edge, IdentityRules, Key, partition
+from seamline.kit import clock
+from seamline.kit.ids import new_id
+
+# Identity writes that change the graph take this lock (PostgreSQL; SQLite serialises writers).
+GRAPH_LOCK = "identity.graph"
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What caused a resolution: the call, its message id, and the key that sent it."""
+
+    call: str
+    message_id: str | None
+    key_id: str | None
+
+
+def lock_graph(session: Session) -> None:
+    """Serialise graph changes: resolution reads a whole component, then rewrites it."""
+    if not session.info.get(GRAPH_LOCK):
+        lock_for_transaction(session, GRAPH_LOCK)
+        session.info[GRAPH_LOCK] = True
+
+
+def find_identifiers(session: Session, keys: Iterable[Key]) -> dict[Key, Identifier]:
+    wanted = sorted(set(keys))
+    found: dict[Key, Identifier] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = session.scalars(
+            select(Identifier).where(tuple_(Identifier.kind, Identifier.value).in_(chunk))
+        )
+        found.update({(r.kind, r.value): r for r in rows})
+    return found
+
+
+def create_identifier(
+    session: Session,
+    value: IdentifierValue,
+    *,
+    seen_at: datetime,
+    channel: str | None,
+    key_id: str | None,
+) -> Identifier:
+    """A new identifier on a new profile of its own (callers hold the graph lock).
+
+    One profile per arriving identifier keeps resolution order-independent: a profile is an
+    atomic unit, so two identifiers must only share one when they can never be told apart.
+    """
+    profile_id = new_id("prf")
+    session.add(Profile(id=profile_id, cluster_id=profile_id))
+    session.flush()  # no ORM relationship orders the two inserts: the profile goes first
+    identifier = Identifier(
+        id=new_id("idn"),
+        kind=value.kind,
+        value=value.value,
+        raw=value.raw,
+        valid=value.valid,
+        profile_id=profile_id,
+        source_channel=channel,
+        source_key_id=key_id,
+        first_seen=seen_at,
+        last_seen=seen_at,
+    )
+    session.add(identifier)
+    session.flush()
+    return identifier
+
+
+def stale_links(
+    session: Session, pairs: Sequence[tuple[Identifier, Identifier]], observed: tuple[datetime, str]
+) -> list[tuple[str, str]]:
+    """The pairs (as ordered id pairs) whose stored observation is older than ``observed``."""
+    ordered = [tuple(sorted((a.id, b.id))) for a, b in pairs if a.id != b.id]
+    if not ordered:
+        return []
+    rows = session.execute(
+        select(
+            IdentityLink.identifier_a_id,
+            IdentityLink.identifier_b_id,
+            IdentityLink.observed_at,
+            IdentityLink.message_id,
+        ).where(tuple_(IdentityLink.identifier_a_id, IdentityLink.identifier_b_id).in_(ordered))
+    ).all()
+    known = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    return [
+        (a, b) for a, b in sorted(set(ordered)) if (a, b) not in known or known[a, b] < observed
+    ]
+
+
+def record_links(
+    session: Session, pairs: Sequence[tuple[str, str]], observed: tuple[datetime, str]
+) -> None:
+    """Store ``observed`` as the latest observation of each pair (callers hold the lock)."""
+    for a, b in pairs:
+        link = session.get(IdentityLink, (a, b))
+        if link is None:
+            session.add(
+                IdentityLink(
+                    identifier_a_id=a,
+                    identifier_b_id=b,
+                    observed_at=observed[0],
+                    message_id=observed[1],
+                    decision="linked",
+                )
+            )
+        elif (link.observed_at, link.message_id) < observed:
+            link.observed_at, link.message_id = observed
+    session.flush()
+
+
+def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[IdentityLink]]:
+    """Identifier ids reachable from ``seeds`` over any link (linked or refused), with the links
+    and every identifier of the profiles met on the way."""
+    seen: set[str] = set(seeds)
+    frontier = set(seen)
+    links: dict[tuple[str, str], IdentityLink] = {}
+    while frontier:
+        batch = sorted(frontier)
+        frontier = set()
+        for start in range(0, len(batch), _CHUNK):
+            chunk = batch[start : start + _CHUNK]
+            found = session.scalars(
+                select(IdentityLink).where(
+                    or_(
+                        IdentityLink.identifier_a_id.in_(chunk),
+                        IdentityLink.identifier_b_id.in_(chunk),
+                    )
+                )
+            )
+            for link in found:
+                links[(link.identifier_a_id, link.identifier_b_id)] = link
+                for end in (link.identifier_a_id, link.identifier_b_id):
+                    if end not in seen:
+                        seen.add(end)
+                        frontier.add(end)
+            siblings = session.scalars(
+                select(Identifier.id).where(
+                    Identifier.profile_id.in_(
+                        select(Identifier.profile_id).where(Identifier.id.in_(chunk))
+                    )
+                )
+            )
+            for sibling in siblings:
+                if sibling not in seen:
+                    seen.add(sibling)
+                    frontier.add(sibling)
+    return seen, list(links.values())
+
+
+def resolve(
+    session: Session,
+    seeds: Iterable[str],
+    *,
+    trigger: Trigger,
+    rules: IdentityRules = DEFAULT_RULES,
+) -> None:
+    """Recompute the clusters of the component around identifier ids ``seeds``.
+
+    Every profile that could change cluster is in that component (a cluster is connected by
+    its links), so nothing outside it is read or written. Callers hold the graph lock.
+    """
+    identifier_ids, links = _component(session, seeds)
+    identifiers: list[Identifier] = []
+    ids = sorted(identifier_ids)
+    for start in range(0, len(ids), _CHUNK):
+        identifiers += session.scalars(
+            select(Identifier).where(Identifier.id.in_(ids[start : start + _CHUNK]))
+        )
+    by_id = {i.id: i for i in identifiers}
+    members: dict[str, list[Key]] = {}
+    for ident in identifiers:
+        members.setdefault(ident.profile_id, []).append((ident.kind, ident.value))
+    edges = {
+        (link.identifier_a_id, link.identifier_b_id): Edge(
+            (by_id[link.identifier_a_id].kind, by_id[link.identifier_a_id].value),
+            (by_id[link.identifier_b_id].kind, by_id[link.identifier_b_id].value),
+            link.observed_at,
+            link.message_id,
+        )
+        for link in links
+    }
+    result = partition(members, edges.values(), rules)
+
+    refused = {(e.a, e.b) for e in result.refused}
+    for link in links:
+        edge = edges[(link.identifier_a_id, link.identifier_b_id)]
+        link.decision = "refused" if (edge.a, edge.b) in refused else "linked"
+
+    profiles = list(session.scalars(select(Profile).where(Profile.id.in_(sorted(members)))))
+    for profile in profiles:
+        if profile.cluster_id != result.canonical[profile.id]:
+            profile.cluster_id = result.canonical[profile.id]
+    _record_merges(session, result.canonical, result.accepted, trigger=trigger)
+    session.flush()
+
+
+def _record_merges(
+    session: Session,
+    canonical: dict[str, str],
+    accepted: Sequence[tuple[Edge, str, str]],
+    *,
+    trigger: Trigger,
+) -> None:
+    """Keep the merge pointers in step with the clusters, changing as few as possible.
+
+    A pointer whose two profiles now sit in different clusters is superseded (undone); an
+    accepted edge joining parts not yet connected by pointers becomes a new merge.
+    """
+    now = clock.now()
+    active = list(
+        session.scalars(
+            select(ProfileMerge)
+            .where(ProfileMerge.profile_id.in_(sorted(canonical)), ProfileMerge.undone_at.is_(None))
+            .order_by(ProfileMerge.id)
+        )
+    )
+    parent = {pid: pid for pid in canonical}
+
+    def find(pid: str) -> str:
+        while parent[pid] != pid:
+            parent[pid] = parent[parent[pid]]
+            pid = parent[pid]
+        return pid
+
+    for merge in active:
+        a, b = merge.profile_id, merge.into_profile_id
+        if canonical.get(a) != canonical.get(b) or b not in parent:
+            merge.undone_at, merge.undone_reason = now, "superseded"
+            emit(
+                session,
+                "profile.unmerged",
+                aggregate_type="profile",
+                aggregate_id=a,
+                payload={
+                    "merge_id": merge.id,
+                    "profile_id": a,
+                    "from_profile_id": b,
+                    "cluster_id": canonical[a],
+                    "reason": "superseded",
+                    "detail": "a more recent account claimed a shared identifier",
+                },
+            )
+        else:
+            parent[find(a)] = find(b)
+    for edge, joined, into in accepted:
+        if find(joined) == find(into):
+            continue
+        parent[find(joined)] = find(into)
+        evidence = {
+            "identifiers": [list(edge.a), list(edge.b)],
+            "observed_at": edge.observed_at.isoformat(),
+            "message_id": edge.message_id,
+        }
+        merge = ProfileMerge(
+            id=new_id("mrg"),
+            profile_id=joined,
+            into_profile_id=into,
+            cluster_id=canonical[into],
+            trigger=trigger.call,
+            trigger_message_id=trigger.message_id,
+            triggered_by=trigger.key_id,
+            reason=f"shared {edge.a[0]} and {edge.b[0]} in one call",
+            evidence=evidence,
+            created_at=now,
+        )
+        session.add(merge)
+        emit(
+            session,
+            "profile.merged",
+            aggregate_type="profile",
+            aggregate_id=joined,
+            payload={
+                "merge_id": merge.id,
+                "profile_id": joined,
+                "into_profile_id": into,
+                "cluster_id": canonical[into],
+                "reason": merge.reason,
+                "evidence": evidence,
+                "trigger": {"call": trigger.call, "message_id": trigger.message_id},
+            },
+        )
+
+
+def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> None:
+    """Widen identifiers' first/last seen to the events' times, in id order (no deadlocks);
+    a conditional update touches (and locks) only rows whose window actually grows."""
+    for identifier_id, (first, last) in sorted(seen.items()):
+        session.execute(
+            update(Identifier)
+            .where(Identifier.id == identifier_id, Identifier.last_seen < last)
+            .values(last_seen=last)
+        )
+        session.execute(
+            update(Identifier)
+            .where(Identifier.id == identifier_id, Identifier.first_seen > first)
+            .values(first_seen=first)
+        )
