@@ -174,12 +174,14 @@ def test_batch_keeps_valid_calls_and_reports_the_rest(send: Send, db: Database) 
         {"type": "teleport", "userId": "u1"},
         {"type": "identify", "anonymousId": "a1", "traits": {"email": "nope"}},
         {"type": "track", "userId": "u1", "event": "x", "properties": {"pad": "x" * 33_000}},
+        {"type": ["track"], "userId": "u1", "event": "a type that is no text"},
+        {"type": {"track": 1}, "userId": "u1"},
     ]
     response = send("batch", {"batch": batch})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["success"] is True
-    assert [r["index"] for r in body["rejected"]] == [1, 2, 3, 5]
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3, 5, 6, 7]
     assert "userId or anonymousId" in body["rejected"][0]["reason"]
     assert body["rejected"][3]["reason"].startswith("event_too_large")
     assert sorted(e.type for e in events(db)) == ["identify", "track"]

@@ -98,7 +98,7 @@ def validate_call(raw: Any, call_type: str | None, *, sent_at: datetime | None =
     if not isinstance(raw, dict):
         raise ValueError("a call must be a JSON object")
     kind = call_type or raw.get("type")
-    if kind not in CALL_MODELS:
+    if not isinstance(kind, str) or kind not in CALL_MODELS:
         raise ValueError("type must be one of " + ", ".join(CALL_MODELS))
     if not _storable(raw):
         raise ValueError("contains a NUL character or an invalid Unicode escape")
