@@ -115,12 +115,22 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
     from seamline.identity.api import router as tracking
+    from seamline.identity.profiles_api import router as customers
     from seamline.inventory.api import router as locations
     from seamline.inventory.availability_api import router as availability
     from seamline.inventory.stock_api import router as stock
     from seamline.inventory.stream_api import router as stock_stream
 
-    for router in (channels, events, catalog, locations, stock, availability, stock_stream):
+    for router in (
+        channels,
+        events,
+        catalog,
+        locations,
+        stock,
+        availability,
+        stock_stream,
+        customers,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     # Segment-compatible paths (/v1/track …) have no /api/v1 prefix: clients append them to a host.
     app.include_router(tracking)

@@ -82,7 +82,8 @@ class ProfileMerge(Base):
     """A pointer joining ``profile_id`` to the cluster of ``into_profile_id``: who, when, why.
 
     Undoing a merge sets ``undone_at`` (the row is kept): resolution does it when a more recent
-    account claims a shared identifier (``undone_reason = 'superseded'``); unmerge will too.
+    account claims a shared identifier (``undone_reason = 'superseded'``), and unmerge does
+    (``'unmerged'``, with who and why in ``evidence['unmerge']``; see merges.py).
     """
 
     __tablename__ = "profile_merges"

@@ -202,12 +202,23 @@ def resolve(
         )
         for link in links
     }
-    result = partition(members, edges.values(), rules)
+    # Links an unmerge blocked stay out until a newer observation of the pair arrives.
+    blocks = blocked_links(session, sorted(members))
+    blocked = {
+        (link.identifier_a_id, link.identifier_b_id)
+        for link in links
+        if (link.identifier_a_id, link.identifier_b_id) in blocks
+        and (link.observed_at, link.message_id)
+        <= blocks[(link.identifier_a_id, link.identifier_b_id)]
+    }
+    result = partition(members, (e for p, e in edges.items() if p not in blocked), rules)
 
     refused = {(e.a, e.b) for e in result.refused}
     for link in links:
-        edge = edges[(link.identifier_a_id, link.identifier_b_id)]
-        link.decision = "refused" if (edge.a, edge.b) in refused else "linked"
+        pair = (link.identifier_a_id, link.identifier_b_id)
+        edge = edges[pair]
+        refuse = pair in blocked or (edge.a, edge.b) in refused
+        link.decision = "refused" if refuse else "linked"
 
     profiles = list(session.scalars(select(Profile).where(Profile.id.in_(sorted(members)))))
     for profile in profiles:
@@ -215,6 +226,29 @@ def resolve(
             profile.cluster_id = result.canonical[profile.id]
     _record_merges(session, result.canonical, result.accepted, trigger=trigger)
     session.flush()
+
+
+def blocked_links(
+    session: Session, profile_ids: Sequence[str]
+) -> dict[tuple[str, str], tuple[datetime, str]]:
+    """Links an unmerge blocked, with the observation they are blocked up to (the newest, when
+    several unmerges blocked one pair). A newer observation of the pair unblocks it."""
+    found: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for start in range(0, len(profile_ids), _CHUNK):
+        chunk = profile_ids[start : start + _CHUNK]
+        undone = session.scalars(
+            select(ProfileMerge).where(
+                ProfileMerge.undone_reason == "unmerged",
+                or_(ProfileMerge.profile_id.in_(chunk), ProfileMerge.into_profile_id.in_(chunk)),
+            )
+        )
+        for merge in undone:
+            for a, b, observed, message_id in merge.evidence.get("unmerge", {}).get(
+                "blocked_links", []
+            ):
+                upto = (datetime.fromisoformat(observed), message_id)
+                found[(a, b)] = max(found.get((a, b), upto), upto)
+    return found
 
 
 def _record_merges(

@@ -153,3 +153,66 @@ def batch_schema() -> dict[str, Any]:
             "context": {"type": "object"},
         },
     }
+
+
+# -- customer 360 and unmerge (profiles_api.py) ------------------------------------------------
+
+
+class IdentifierOut(BaseModel):
+    kind: str
+    value: str
+    valid: bool
+    profile_id: str
+    source_channel: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class TraitOut(BaseModel):
+    value: Any
+    observed_at: datetime
+    source: str
+    profile_id: str
+    strategy: Literal["latest", "first"]
+
+
+class TimelineEvent(BaseModel):
+    id: str
+    profile_id: str
+    message_id: str
+    type: str
+    name: str | None
+    category: str | None
+    channel: str | None
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+    traits: dict[str, Any]
+
+
+class ProfileOut(BaseModel):
+    """A customer's whole cluster, read from any of its profiles."""
+
+    profile_id: str = Field(description="The profile asked for.")
+    cluster_id: str = Field(description="The cluster's canonical profile.")
+    profile_ids: list[str]
+    identifiers: list[IdentifierOut]
+    traits: dict[str, TraitOut]
+    events: list[TimelineEvent] = Field(description="The latest 20 tracked events.")
+
+
+class UnmergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    merge_id: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")
+    reason: str = Field(
+        min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )
+
+
+class UnmergeOut(BaseModel):
+    merge_id: str
+    profile_id: str
+    profile_cluster_id: str
+    into_profile_id: str
+    into_cluster_id: str
