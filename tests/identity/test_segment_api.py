@@ -64,6 +64,13 @@ def test_fields_of_each_call_land_in_their_columns(send: Send, db: Database) -> 
     assert traits == {"name": "Ann", "email": "ann@example.com"}
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("call_type", "body"),
     [
@@ -74,6 +81,10 @@ def test_fields_of_each_call_land_in_their_columns(send: Send, db: Database) -> 
         ("group", {"userId": "u1"}),
         ("track", {"userId": "u1", "event": "x", "timestamp": "yesterday"}),
         ("track", {"userId": "u\x001", "event": "x"}),
+        ("track", {"userId": "   ", "event": "x"}),
+        ("identify", {"userId": True}),
+        ("identify", {"userId": 1.0}),
+        ("track", {"userId": "u1", "event": "x", "properties": {"a": _nested(200)}}),
     ],
     ids=[
         "no-id",
@@ -83,6 +94,10 @@ def test_fields_of_each_call_land_in_their_columns(send: Send, db: Database) -> 
         "group-no-id",
         "bad-time",
         "nul",
+        "blank-id",
+        "boolean-id",
+        "float-id",
+        "too-deep",
     ],
 )
 def test_invalid_single_call_is_400(send: Send, db: Database, call_type: str, body: Any) -> None:
@@ -268,3 +283,14 @@ def test_identifiers_remember_first_and_last_seen(send: Send, db: Database) -> N
     assert ident.last_seen == datetime(2026, 3, 3, tzinfo=UTC)
     with db.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Identifier)) == 1
+
+
+def test_a_blank_id_in_a_batch_rejects_that_call_only(send: Send, db: Database) -> None:
+    batch = [
+        {"type": "track", "userId": "ok", "event": "e"},
+        {"type": "track", "userId": " ", "event": "e"},
+    ]
+    response = send("batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+    assert [r["index"] for r in response.json()["rejected"]] == [1]
+    assert len(events(db)) == 1

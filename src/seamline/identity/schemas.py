@@ -20,7 +20,8 @@ CALL_TYPES: tuple[CallType, ...] = ("track", "identify", "page", "screen", "grou
 
 IdText = Annotated[str, StringConstraints(min_length=1, max_length=ID_VALUE_MAX)]
 # Segment ids are strings; some clients send numbers, which are stored as their text.
-Id = IdText | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# Strict: `true` is not user id "1", and `1.0` is not either (both would fuse strangers).
+Id = IdText | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 Name = Annotated[str, StringConstraints(max_length=NAME_MAX)]
 
 _NEEDS_AN_ID: JsonDict = {"anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}]}
@@ -58,6 +59,11 @@ class Call(BaseModel):
 
     @model_validator(mode="after")
     def _identified(self) -> Call:
+        # An id of only spaces names nobody: it counts as missing.
+        if self.user_id is not None and not str(self.user_id).strip():
+            self.user_id = None
+        if self.anonymous_id is not None and not str(self.anonymous_id).strip():
+            self.anonymous_id = None
         if self.user_id is None and self.anonymous_id is None:
             raise ValueError("userId or anonymousId is required")
         return self

@@ -86,6 +86,20 @@ def _storable(value: Any) -> bool:
     return True
 
 
+MAX_DEPTH = 64
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply objects and arrays nest (stops counting past MAX_DEPTH)."""
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
 def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -102,6 +116,8 @@ def validate_call(raw: Any, call_type: str | None, *, sent_at: datetime | None =
         raise ValueError("type must be one of " + ", ".join(CALL_MODELS))
     if not _storable(raw):
         raise ValueError("contains a NUL character or an invalid Unicode escape")
+    if _depth(raw) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     if _size(raw) > EVENT_MAX_BYTES:
         raise ValueError(f"event_too_large: a call may be at most {EVENT_MAX_BYTES} bytes")
     try:
