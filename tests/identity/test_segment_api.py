@@ -294,3 +294,12 @@ def test_a_blank_id_in_a_batch_rejects_that_call_only(send: Send, db: Database) 
     assert response.status_code == 200, response.text
     assert [r["index"] for r in response.json()["rejected"]] == [1]
     assert len(events(db)) == 1
+
+
+def test_placeholder_values_never_link_strangers(send: Send, db: Database) -> None:
+    zeros = {"device": {"id": "00000000-0000-0000-0000-000000000000"}}
+    for visitor, email in (("a1", "one@example.com"), ("a2", "two@example.com")):
+        body = {"anonymousId": visitor, "traits": {"email": email, "whatsapp": "yes"}}
+        assert send("identify", {**body, "context": zeros}).status_code == 200
+    assert cluster_of(db, "anonymous_id", "a1") != cluster_of(db, "anonymous_id", "a2")
+    assert identifier(db, "device_id", "00000000-0000-0000-0000-000000000000").valid is False

@@ -23,8 +23,14 @@ DEVICE_ID = "device_id"
 SOCIAL = "social"  # kinds are ``social:<network>``
 EXTERNAL = "external"  # kinds are ``external:<source system>``
 
-# The traits that carry a social handle, by network.
-SOCIAL_NETWORKS = ("instagram", "tiktok", "facebook", "twitter", "x", "whatsapp", "youtube")
+# The traits that carry a social handle, by network. (`x` is left out: as a trait name it is
+# far more often something else than a handle.)
+SOCIAL_NETWORKS = ("instagram", "tiktok", "facebook", "twitter", "whatsapp", "youtube")
+# Values that name nobody: kept, marked invalid, so they never link two people.
+PLACEHOLDERS = frozenset(
+    {"", "0", "-", "n/a", "na", "none", "null", "nil", "undefined", "unknown", "yes", "no"}
+    | {"true", "false", "00000000-0000-0000-0000-000000000000", "0000000000000000"}
+)
 
 # Deliberately simple: one @, a non-empty local part without spaces, a dotted domain of
 # letters, digits and hyphens. Full RFC 5322 accepts addresses no mailbox provider issues.
@@ -114,7 +120,8 @@ def social_handle(network: str, raw: object) -> IdentifierValue | None:
         return None
     value = text.lower().removeprefix("@")
     kind = f"{SOCIAL}:{network.lower()}"
-    return _fits(IdentifierValue(kind, value, str(raw), bool(_HANDLE.match(value))))
+    valid = bool(_HANDLE.match(value)) and value not in PLACEHOLDERS
+    return _fits(IdentifierValue(kind, value, str(raw), valid))
 
 
 def external_id(system: object, raw: object) -> IdentifierValue | None:
@@ -161,7 +168,11 @@ def from_context(context: dict[str, object]) -> list[IdentifierValue]:
     found: list[IdentifierValue | None] = []
     device = context.get("device")
     if isinstance(device, dict):
-        found.append(opaque(DEVICE_ID, device.get("id")))
+        # A placeholder device id (all zeros when tracking is limited) is kept but never links.
+        device_id = opaque(DEVICE_ID, device.get("id"))
+        if device_id is not None and device_id.value.strip().lower() in PLACEHOLDERS:
+            device_id = IdentifierValue(DEVICE_ID, device_id.value, device_id.raw, False)
+        found.append(device_id)
     externals = context.get("externalIds")
     if isinstance(externals, list):
         for entry in externals[:20]:
