@@ -252,3 +252,41 @@ def test_paused_channels_and_closed_stores_promise_nothing(
         headers=auth,
     )
     assert [e["path"] for e in blank.json()["errors"]] == ["body.data.0.postcode"]
+
+
+def test_brand_wide_settings_refuse_store_keys(
+    client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    from seamline.auth.service import create_key
+
+    shop = make_location(client, auth, "shop", kind="store")
+    web = make_channel(client, auth, "web")
+    var = make_variant(client, auth)
+    with db.transaction() as session:
+        _, token = create_key(
+            session, kind="secret", name="shop", scopes=["inventory:write"], location_ids=[shop]
+        )
+    store = {"Authorization": f"Bearer {token}"}
+    attempts = [
+        client.put(f"/api/v1/channels/{web}/stock-rule", json={"keep_per_store": 1}, headers=store),
+        client.put(
+            "/api/v1/postcodes",
+            json={
+                "data": [
+                    {
+                        "country": "DE",
+                        "postcode": "1",
+                        "coordinates": {"latitude": 1, "longitude": 1},
+                    }
+                ]
+            },
+            headers=store,
+        ),
+        client.put(f"/api/v1/stock/variants/{var}/split", json={"buckets": 2}, headers=store),
+    ]
+    assert [(r.status_code, r.json()["code"]) for r in attempts] == [
+        (403, "location_out_of_scope")
+    ] * 3
+    assert (
+        client.get(f"/api/v1/channels/{web}/stock-rule", headers=auth).json()["keep_per_store"] == 0
+    )

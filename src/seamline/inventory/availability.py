@@ -18,6 +18,7 @@ from geopy.distance import great_circle
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from seamline.auth.service import Caller
 from seamline.catalog.service import find_variant
 from seamline.channels import service as channels
 from seamline.channels.models import Channel
@@ -84,7 +85,12 @@ def get_rule(session: Session, channel_id: str) -> ChannelStockRuleOut:
     return _rule_out(channel_id, session.get(ChannelStockRule, channel_id))
 
 
-def set_rule(session: Session, channel_id: str, data: ChannelStockRuleSet) -> ChannelStockRuleOut:
+def set_rule(
+    session: Session, channel_id: str, data: ChannelStockRuleSet, *, caller: Caller | None = None
+) -> ChannelStockRuleOut:
+    """Brand-wide: keys limited to locations may not change a channel's rule."""
+    if caller is not None:
+        caller.require_location(None)
     channels.get_channel(session, channel_id)
     if data.location_ids is not None:
         for i, location_id in enumerate(data.location_ids):

@@ -112,14 +112,12 @@ def set_stock_rule(
 ) -> ChannelStockRuleOut:
     """Set the channel's locations, the units it leaves at each store or warehouse, and its
     share cap."""
-    caller.require_location(None)
     with db.transaction() as session:
-        return availability.set_rule(session, channel_id, body)
+        return availability.set_rule(session, channel_id, body, caller=caller)
 
 
 @router.put("/postcodes", **scoped("inventory:write"))
 def put_postcodes(body: PostcodeBatch, db: DB, caller: CurrentCaller) -> PostcodesWritten:
     """Add or replace postcode centroids for "pick up near me" (up to 1,000 per request)."""
-    caller.require_location(None)
     with db.transaction() as session:
-        return PostcodesWritten(written=postcodes.upsert(session, body.data))
+        return PostcodesWritten(written=postcodes.put(session, body.data, caller=caller))

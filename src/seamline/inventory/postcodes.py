@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
+from seamline.auth.service import Caller
 from seamline.inventory.models import PostcodeCentroid
 from seamline.inventory.schemas import COUNTRIES, Coordinates, PostcodeIn
 from seamline.kit.errors import FieldError, Unprocessable
@@ -64,6 +65,13 @@ def upsert(session: Session, centroids: Iterable[PostcodeIn], *, chunk: int = 10
         )
         session.execute(insert(PostcodeCentroid), [rows[k] for k in part])
     return len(keys)
+
+
+def put(session: Session, centroids: Iterable[PostcodeIn], *, caller: Caller | None = None) -> int:
+    """Add or replace centroids through the API (brand-wide: not for location-limited keys)."""
+    if caller is not None:
+        caller.require_location(None)
+    return upsert(session, centroids)
 
 
 def read_geonames(path: Path) -> Iterator[tuple[int, PostcodeIn | str]]:
