@@ -41,21 +41,23 @@ async def _accept(request: Request, db: Database, caller: Caller, call_type: str
     received_at = clock.now()
     limit = wire.BATCH_MAX_BYTES if call_type is None else wire.EVENT_MAX_BYTES
     encoding = request.headers.get("content-encoding")
-    document = wire.decode(await request.body(), encoding, limit=limit)
-    if call_type is None:
-        parsed = wire.parse_batch(document)
-    else:
-        parsed = wire.parse_single(document, call_type)
+    body = await request.body()
 
-    def work() -> None:
-        with db.transaction() as session:
-            ingest.record_calls(
-                session, parsed.calls, key_id=caller.key_id, received_at=received_at
-            )
+    def work() -> Ack:
+        # Inflating, parsing and validating up to 500 KB is CPU work: off the event loop too.
+        document = wire.decode(body, encoding, limit=limit)
+        if call_type is None:
+            parsed = wire.parse_batch(document)
+        else:
+            parsed = wire.parse_single(document, call_type)
+        if parsed.calls:
+            with db.transaction() as session:
+                ingest.record_calls(
+                    session, parsed.calls, key_id=caller.key_id, received_at=received_at
+                )
+        return Ack(success=True, rejected=parsed.rejected)
 
-    if parsed.calls:
-        await run_in_threadpool(work)
-    return Ack(success=True, rejected=parsed.rejected)
+    return await run_in_threadpool(work)
 
 
 @router.post("/track", **_segment("track"))
