@@ -194,10 +194,12 @@ def test_reads_sum_buckets_consistently_while_holds_land(
 
     reader = threading.Thread(target=read)
     reader.start()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        won = sum(pool.map(buy, range(80)))
-    done.set()
-    reader.join()
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            won = sum(pool.map(buy, range(80)))
+    finally:
+        done.set()
+        reader.join()
     assert won == 60
     assert seen
     assert all(available + held == 60 for available, held in seen), seen[:5]

@@ -221,6 +221,25 @@ def _gather(session: Session, levels: list[StockLevel], into: StockLevel, units:
         raise RuntimeError("not enough free units to gather")
 
 
+def _try_any_free_bucket(session: Session, params: dict[str, Any]) -> Any:
+    """The fast path on any bucket, taking no lock when it fails.
+
+    Under READ COMMITTED, PostgreSQL re-checks a row another transaction changed meanwhile; when
+    the re-check fails the row is skipped but stays locked until the transaction ends. Such a
+    stray lock on some bucket, kept while the slow path waits for the buckets in bucket order
+    (or while a caller waits on another location), closes a deadlock cycle. Rolling the failed
+    attempt back to its savepoint releases every lock it took."""
+    if session.get_bind().dialect.name == "sqlite":  # one writer at a time: no row locks
+        return session.execute(_HOLD_ANY_FREE_BUCKET, params).first()
+    attempt = session.begin_nested()
+    row = session.execute(_HOLD_ANY_FREE_BUCKET, params).first()
+    if row is None:
+        attempt.rollback()
+    else:
+        attempt.commit()
+    return row
+
+
 def hold(
     session: Session,
     location_id: str,
@@ -234,7 +253,7 @@ def hold(
     """``reserved += quantity`` in one bucket, leaving at least ``keep`` free units at the
     location. Returns the totals (with the bucket used) or None if the units are not there.
 
-    With ``wait=False`` only the fast path runs: it never waits for a lock and takes none when
+    With ``wait=False`` only the fast path runs: it never waits for a lock and keeps none when
     it fails, so a caller may try several locations in any order and then wait on them in one
     fixed order (no deadlocks). ``in_order`` skips the fast path: a transaction that holds the
     same location and variant twice must take its buckets in bucket order from the start."""
@@ -249,7 +268,7 @@ def hold(
     if not in_order:
         split = _split_hint(session, variant_id) > 1
         if split or not wait:
-            row = session.execute(_HOLD_ANY_FREE_BUCKET, params).first()
+            row = _try_any_free_bucket(session, params)
         else:
             row = session.execute(_HOLD_FIRST_BUCKET, params).first()
         done = _totals(row, location_id, variant_id)
