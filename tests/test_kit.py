@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field, ValidationError
 
 from seamline.kit import clock
 from seamline.kit.clock import FrozenClock, ensure_utc
@@ -20,6 +21,7 @@ from seamline.kit.ids import (
     read_aloud_code,
 )
 from seamline.kit.money import Money
+from seamline.kit.schemas import NAME_PATTERN
 
 
 def test_ids_carry_their_prefix_and_sort_by_creation_time() -> None:
@@ -99,3 +101,36 @@ def test_secret_box_round_trips_and_detects_the_wrong_key() -> None:
     assert SecretBox("key-one").open(sealed) == "whsec_abc"
     with pytest.raises(InvalidToken):
         SecretBox("key-two").open(sealed)
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [
+        ("Ann", True),
+        ("  Zoë  ", True),
+        ("名", True),
+        ("a\u200b", True),
+        ("", False),
+        ("   ", False),
+        ("\u200b", False),
+        ("\u200b\u200d \u00ad", False),
+        ("\ufeff", False),
+        ("\u3000\u2060", False),
+        ("tab\there", False),
+        ("nul\x00", False),
+    ],
+)
+def test_display_names_need_a_visible_character_and_no_control_characters(
+    name: str, accepted: bool
+) -> None:
+    """A name made only of spaces, zero-width or format characters would look empty."""
+
+    class Named(BaseModel):
+        name: str = Field(min_length=1, pattern=NAME_PATTERN)
+
+    try:
+        Named(name=name)
+    except ValidationError:
+        assert not accepted
+    else:
+        assert accepted

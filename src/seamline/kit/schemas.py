@@ -15,9 +15,12 @@ from pydantic_core import CoreSchema, PydanticCustomError
 from typing_extensions import TypeAliasType
 
 # Display names: no control characters (PostgreSQL refuses NUL, and the rest corrupt screens
-# and logs), and at least one visible character once surrounding whitespace is stripped.
+# and logs), and at least one visible character once surrounding whitespace is stripped —
+# zero-width and other format characters (soft hyphen, joiners, direction marks, BOM) do not
+# count as visible, so a name cannot look empty.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
-NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+_INVISIBLE = r"\u00ad\u180e\u200b-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff"
+NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}{_INVISIBLE}][^{_CONTROL}]*$"
 # A reference to a location id (``loc_…``).
 REFERENCE_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 # Text inside attributes: anything but NUL, which PostgreSQL cannot store in JSONB.
