@@ -159,6 +159,9 @@ def test_unknown_endpoint_is_a_404_problem(
     [
         ({"url": "not a url", "event_types": ["channel.*"]}, "url"),
         ({"url": "ftp://example.com/hook", "event_types": ["channel.*"]}, "url"),
+        ({"url": "http://[zz::1]/hook", "event_types": ["channel.*"]}, "url"),
+        ({"url": "http://[1.2.3.4]/hook", "event_types": ["channel.*"]}, "url"),
+        ({"url": "http://[::1/hook", "event_types": ["channel.*"]}, "url"),
         ({"url": "https://example.com/" + "a" * 2100, "event_types": ["*"]}, "url"),
         ({"url": "https://example.com/hook", "event_types": []}, "event_types"),
         ({"url": "https://example.com/hook", "event_types": ["Channel.Created"]}, "event_types"),
@@ -178,6 +181,15 @@ def test_invalid_endpoint_is_a_422(
     problem = response.json()
     assert problem["code"] == "validation_failed"
     assert any(e["path"].startswith(f"body.{field}") for e in problem["errors"]), problem
+
+
+def test_an_ipv6_endpoint_is_accepted(client: TestClient, auth: dict[str, str]) -> None:
+    url = "https://[2001:db8::1]:8443/hook"
+    response = client.post(
+        f"{API}/webhook-endpoints", json={"url": url, "event_types": ["*"]}, headers=auth
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["url"] == url
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
@@ -11,15 +13,16 @@ from seamline.kit.schemas import PlainText
 
 EVENT_TYPE_PATTERN = r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$"
 # http(s), a host name (its last label starts with a letter: a host ending in a number is parsed
-# as an IPv4 address by URL parsers) or an IPv4 address, an optional port and a printable-ASCII
-# path: the pattern is in the OpenAPI document; the parsed-URL check after it only adds what a
-# regex cannot say.
+# as an IPv4 address by URL parsers), an IPv4 address or a bracketed IPv6 address, an optional
+# port and a printable-ASCII path: the pattern is in the OpenAPI document; the parsed-URL check
+# after it only adds what a regex cannot say.
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _HOST = (
     rf"(?:(?:{_LABEL}\.){{0,20}}[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
-    rf"|{_OCTET}(?:\.{_OCTET}){{3}})"
+    rf"|{_OCTET}(?:\.{_OCTET}){{3}}"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])"
 )
 URL_PATTERN = rf"^https?://{_HOST}(?::{_PORT})?(?:/[!-~]*)?$"
 MAX_URL_LENGTH = 2048
@@ -34,6 +37,9 @@ EVENT_TYPES_DESCRIPTION = "Event types to receive; `order.*` matches a family, `
 
 def check_url(value: str) -> str:
     AnyHttpUrl(value)  # raises ValueError on what the pattern lets through but is no URL
+    host = urlsplit(value).netloc.rpartition("@")[2]
+    if host.startswith("["):
+        ipaddress.IPv6Address(host[1 : host.index("]")])  # ValueError if not an IPv6 address
     return value
 
 
