@@ -1,5 +1,8 @@
 """Run the benchmarks: ``python -m bench [--postgres URL] [--events N] [--requests N]
-[--only outbox|api|catalog|flash-sale] [--variants N]``.
+[--only outbox|api|catalog|flash-sale|identity-ingest|identity-360|identity-rebuild]
+[--variants N]``.
+
+Identity (PostgreSQL only): ``[--small]`` for quick runs; see bench/identity/.
 
 Flash sale (PostgreSQL only): ``[--buyers 64] [--units N] [--raw-units 20000] [--buckets 16]
 [--server-workers 1,2] [--idempotency-key] [--profile]``."""
@@ -15,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import api_bench, catalog_bench, flash_sale, outbox_bench
+from bench.identity import c360_bench, ingest_bench, rebuild_bench
 
 console = Console()
 
@@ -28,7 +32,15 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=4000)
     parser.add_argument(
         "--only",
-        choices=["outbox", "api", "catalog", "flash-sale"],
+        choices=[
+            "outbox",
+            "api",
+            "catalog",
+            "flash-sale",
+            "identity-ingest",
+            "identity-360",
+            "identity-rebuild",
+        ],
         help="Run one benchmark, not all (its results are merged into --out)",
     )
     flash = parser.add_argument_group("flash sale (needs --postgres)")
@@ -49,6 +61,14 @@ def main() -> None:
         action="store_true",
         help="Sample the server with py-spy (PY_SPY or on PATH) during the one-row phases",
     )
+    identity = parser.add_argument_group("identity (needs --postgres)")
+    identity.add_argument("--small", action="store_true", help="Small sizes for a quick run")
+    identity.add_argument("--ingest-events", type=int, help="Events posted (default 100,000)")
+    identity.add_argument("--ingest-clients", type=int, default=4, help="Concurrent clients")
+    identity.add_argument("--batch-size", type=int, default=250, help="Calls per /v1/batch")
+    identity.add_argument("--identifiers", type=int, help="Rebuild: identifiers (default 5M)")
+    identity.add_argument("--persons", type=int, help="360: people (default 200,000)")
+    identity.add_argument("--events-per-person", type=int, default=50, help="360: mean events")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
 
@@ -85,6 +105,28 @@ def main() -> None:
             workers=[int(w) for w in args.server_workers.split(",") if w.strip()],
             idempotency=args.idempotency_key,
             profile=args.profile,
+            console=console,
+        )
+    small = args.small
+    if "identity-ingest" in wanted and (args.postgres or args.only):
+        results["identity_ingest_postgres"] = ingest_bench.run(
+            args.postgres,
+            events=args.ingest_events or (5_000 if small else 100_000),
+            batch_size=args.batch_size,
+            clients=args.ingest_clients,
+            console=console,
+        )
+    if "identity-rebuild" in wanted and (args.postgres or args.only):
+        results["identity_rebuild_postgres"] = rebuild_bench.run(
+            args.postgres,
+            identifiers=args.identifiers or (100_000 if small else 5_000_000),
+            console=console,
+        )
+    if "identity-360" in wanted and (args.postgres or args.only):
+        results["identity_360_postgres"] = c360_bench.run(
+            args.postgres,
+            persons=args.persons or (5_000 if small else 200_000),
+            events_per_person=args.events_per_person,
             console=console,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

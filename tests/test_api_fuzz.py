@@ -45,17 +45,21 @@ def _config(token: str, mode: str) -> schemathesis.Config:
             "operations": [
                 # A CSV body is a string to JSON Schema: whether its rows are valid cannot be
                 # written into the document, so a well-formed string may rightly get 422.
-                {
-                    "include-path": "/api/v1/catalog/imports",
-                    "checks": {
-                        "positive_data_acceptance": {
-                            "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]
-                        }
-                    },
-                },
+                *(
+                    {
+                        "include-path": path,
+                        "checks": {
+                            "positive_data_acceptance": {
+                                "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]
+                            }
+                        },
+                    }
+                    for path in ("/api/v1/catalog/imports", "/api/v1/customers/imports")
+                ),
                 # Rules between fields JSON Schema cannot state: a transfer's two locations
                 # must differ and its variants be distinct; a reservation names a reference and
-                # variant once; "pick up near me" needs a point or an imported postcode.
+                # variant once; "pick up near me" needs a point or an imported postcode; a
+                # staff merge needs two customers that may be one.
                 *(
                     {
                         "include-path": path,
@@ -69,6 +73,11 @@ def _config(token: str, mode: str) -> schemathesis.Config:
                         "/api/v1/stock/transfers",
                         "/api/v1/reservations",
                         "/api/v1/availability/pickup",
+                        # two profiles of one customer; two accounts (unique kinds)
+                        "/api/v1/profiles/{profile_id}/merge",
+                        "/api/v1/duplicate-suggestions/decisions",
+                        # consent by identifier: a real email or phone number, no future date
+                        "/api/v1/consent",
                     )
                 ),
                 # Segment-compatible calls: rules JSON Schema cannot state (a call's 32 KB

@@ -11,6 +11,7 @@ from seamline.events import service as events
 from seamline.events.stream import NatsStream
 from seamline.events.webhooks import WebhookSender
 from seamline.events.worker import Worker
+from seamline.identity import privacy, profiles
 from seamline.kit.crypto import SecretBox
 from seamline.settings import Settings
 
@@ -56,4 +57,6 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     stream = NatsStream(settings.nats_url) if settings.nats_url else None
     db = Database(settings.resolved_database_url, stream_enabled=stream is not None)
+    privacy.configure(db, settings.resolved_secret_key)  # keys the erased-identifier hashes
+    profiles.configure_strategies(settings.trait_strategies)
     return Runtime(settings, db, SecretBox(settings.resolved_secret_key), stream)

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     port: int = 8000
     max_body_bytes: int = 1_048_576
     plugins: list[str] = Field(default_factory=list, description="Modules imported at start-up.")
+    trait_strategies: dict[str, Literal["latest", "first", "non_empty"]] = Field(
+        default_factory=dict,
+        description='Per-trait strategy overrides, as JSON: {"plan": "non_empty"}.',
+    )
     worker_poll_seconds: float = 0.5
     worker_batch_size: int = 50
     worker_lease_seconds: float = 60.0

@@ -6,11 +6,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from seamline.db.engine import Database
 from seamline.events.models import OutboxEvent
+from seamline.identity import profiles
 from seamline.identity.models import Profile
 from tests.identity.conftest import cluster_of, identifier, merges
 
@@ -159,7 +161,7 @@ def test_360_reads_the_whole_cluster_with_resolved_traits(
     assert u1["first_seen"].startswith("2026-03-01T00:00")
     assert u1["valid"] is True
     assert body["traits"]["first_name"]["value"] == "Anne"
-    assert body["traits"]["first_name"]["strategy"] == "latest"
+    assert body["traits"]["first_name"]["strategy"] == "non_empty"
     assert body["traits"]["created_at"] == {**body["traits"]["created_at"], "value": "2020-01-01"}
     assert body["traits"]["created_at"]["strategy"] == "first"
     times = [e["timestamp"] for e in body["events"]]
@@ -169,6 +171,29 @@ def test_360_reads_the_whole_cluster_with_resolved_traits(
     missing = client.get("/api/v1/profiles/prf_missing", headers=auth)
     assert missing.status_code == 404
     assert missing.json()["code"] == "profile_not_found"
+
+
+def test_non_empty_traits_survive_a_blank_form_and_latest_ones_clear(
+    send: Send, client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    first = {"first_name": "Anne", "plan": "gold", "address": {"city": "Leeds"}}
+    send("identify", {"userId": "u7", "traits": first, "timestamp": at(1)})
+    blank = {"first_name": "", "plan": None, "address": {}}
+    send("identify", {"userId": "u7", "traits": blank, "timestamp": at(2)})
+    traits = view(client, auth, identifier(db, "user_id", "u7").profile_id)["traits"]
+    assert traits["first_name"]["value"] == "Anne"  # non_empty: a blank form keeps the name
+    assert traits["address"]["value"] == {"city": "Leeds"}
+    assert traits["plan"]["value"] is None  # latest: a null sent later clears
+    # A brand may choose another strategy per trait (SEAMLINE_TRAIT_STRATEGIES).
+    try:
+        profiles.configure_strategies({"plan": "non_empty", "first_name": "latest"})
+        traits = view(client, auth, identifier(db, "user_id", "u7").profile_id)["traits"]
+        assert traits["plan"]["value"] == "gold"
+        assert traits["first_name"]["value"] == ""
+        with pytest.raises(ValueError, match="unknown trait strategies"):
+            profiles.configure_strategies({"plan": "loudest"})
+    finally:
+        profiles.configure_strategies({})
 
 
 def test_timeline_pages_newest_first_and_filters(

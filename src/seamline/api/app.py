@@ -115,6 +115,9 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
     from seamline.identity.api import router as tracking
+    from seamline.identity.consent_api import router as consent
+    from seamline.identity.duplicates_api import router as duplicates
+    from seamline.identity.privacy_api import router as privacy
     from seamline.identity.profiles_api import router as customers
     from seamline.inventory.api import router as locations
     from seamline.inventory.availability_api import router as availability
@@ -130,6 +133,9 @@ def _include_routers(app: FastAPI) -> None:
         availability,
         stock_stream,
         customers,
+        consent,
+        privacy,
+        duplicates,
     ):
         app.include_router(router, prefix=API_PREFIX)
     # Segment-compatible paths (/v1/track …) have no /api/v1 prefix: clients append them to a host.

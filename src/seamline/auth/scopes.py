@@ -15,6 +15,8 @@ SCOPES: dict[str, str] = {
     "inventory:write": "Receive, count, adjust, transfer and reserve stock",
     "customers:read": "Read customer profiles and timelines",
     "customers:write": "Change customer profiles, merge and unmerge",
+    "privacy:read": "Export everything about a customer; read the privacy request log",
+    "privacy:write": "Erase customers (right to erasure)",
     "carts:read": "Read carts",
     "carts:write": "Create and change carts",
     "orders:read": "Read orders",

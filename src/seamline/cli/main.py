@@ -8,6 +8,8 @@ import typer
 
 from seamline import __version__
 from seamline.cli import catalog as catalog_cli
+from seamline.cli import customers as customers_cli
+from seamline.cli import customers_import, customers_privacy, identity_rebuild
 from seamline.cli import db as db_cli
 from seamline.cli import inventory as inventory_cli
 from seamline.cli import keys as keys_cli
@@ -27,9 +29,14 @@ app.add_typer(registry_cli.webhooks_app, name="webhooks")
 app.add_typer(catalog_cli.catalog_app, name="catalog")
 app.add_typer(catalog_cli.locations_app, name="locations")
 app.add_typer(inventory_cli.inventory_app, name="inventory")
+app.add_typer(customers_cli.customers_app, name="customers")
+app.add_typer(customers_cli.identity_app, name="identity")
 app.command("serve")(run_cli.serve)
 app.command("worker")(run_cli.worker)
 app.command("demo")(run_cli.demo)
+
+# Modules that add commands to the groups above when imported.
+_COMMAND_MODULES = (customers_import, customers_privacy, identity_rebuild)
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,18 @@ from seamline.catalog.models import (
 from seamline.channels.models import Channel
 from seamline.db.base import Base
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
+from seamline.identity.customer_models import (
+    ChannelActivity,
+    Consent,
+    ConsentChange,
+    CustomerOrder,
+    DuplicateDecision,
+    ErasedIdentifier,
+    PrivacyRequest,
+    ProfileMetric,
+    ProfilePreference,
+    TimelineEntry,
+)
 from seamline.identity.models import (
     Identifier,
     IdentityLink,
@@ -28,9 +40,15 @@ metadata = Base.metadata
 __all__ = [
     "ApiKey",
     "Channel",
+    "ChannelActivity",
     "Collection",
     "CollectionProduct",
+    "Consent",
+    "ConsentChange",
+    "CustomerOrder",
     "Delivery",
+    "DuplicateDecision",
+    "ErasedIdentifier",
     "IdempotencyRecord",
     "Identifier",
     "IdentityLink",
@@ -38,13 +56,17 @@ __all__ = [
     "Location",
     "OutboxEvent",
     "Price",
+    "PrivacyRequest",
     "Product",
     "Profile",
     "ProfileMerge",
+    "ProfileMetric",
+    "ProfilePreference",
     "ProfileTrait",
     "Reservation",
     "StockLevel",
     "StockMovement",
+    "TimelineEntry",
     "Timer",
     "TrackedEvent",
     "Variant",

@@ -17,6 +17,7 @@ HANDLER_MODULES = (
     "seamline.events.handlers",
     "seamline.channels.handlers",
     "seamline.inventory.handlers",
+    "seamline.identity.handlers",
 )
 
 

@@ -11,15 +11,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import combinations
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from seamline.db.dialect import insert_ignoring_conflict
-from seamline.events.outbox import emit
-from seamline.identity import normalize, resolution
-from seamline.identity.models import NAME_MAX, Identifier, ProfileTrait, TrackedEvent
+from seamline.db.engine import EMITTED
+from seamline.events.models import Delivery, OutboxEvent
+from seamline.events.outbox import STREAM_CONSUMER, STREAM_ENABLED
+from seamline.events.registry import consumers_for
+from seamline.identity import normalize, privacy, resolution
+from seamline.identity.models import (
+    NAME_MAX,
+    Identifier,
+    IdentityLink,
+    Profile,
+    ProfileTrait,
+    TrackedEvent,
+)
 from seamline.identity.normalize import IdentifierValue
 from seamline.identity.rules import DEFAULT_RULES, IdentityRules
 from seamline.identity.schemas import (
@@ -32,9 +42,17 @@ from seamline.identity.schemas import (
     TrackCall,
 )
 from seamline.identity.wire import Incoming
+from seamline.kit import clock
 from seamline.kit.ids import new_id
 
+
+def _table(model: Any) -> Table:
+    """The mapped class's table, typed for Core statements."""
+    return cast(Table, model.__table__)
+
+
 EVENT_TRACKED = "customer.event_tracked"
+_CHUNK = 500
 
 
 @dataclass
@@ -71,15 +89,31 @@ def record_calls(
     rules: IdentityRules = DEFAULT_RULES,
 ) -> IngestResult:
     """Store valid calls once each (``messageId`` per write key), resolving identity as they
-    come; a replayed call stores nothing and is still acknowledged."""
+    come; a replayed call stores nothing and is still acknowledged.
+
+    A batch is written in bulk — one duplicate check, one identifier lookup, one multi-row
+    insert each for new identifiers, events, traits and outbox rows — while identity is still
+    resolved call by call in batch order, so the result is the one per-call storage gives.
+    """
     result = IngestResult()
+    prepared = _prepare(session, calls, key_id, received_at, rules, result)
+    if not prepared:
+        return result
+    found = _ensure_identifiers(session, prepared, key_id)
+    stored = _insert_events(session, prepared, found, key_id, received_at)
+    kept = [p for p in prepared if p.event_id in stored]
+    result.duplicates += len(prepared) - len(kept)
+    _insert_traits(session, kept)
+    links = _Links(session, kept, found, rules)
     seen: dict[str, tuple[datetime, datetime]] = {}
-    for incoming in calls:
-        event_id = _record(session, incoming, key_id, received_at, rules, seen)
-        if event_id is None:
-            result.duplicates += 1
-        else:
-            result.stored.append(event_id)
+    for p in kept:
+        links.record(p, key_id)
+        for value in p.values:
+            ident_id = found[value.key][0]
+            first, last = seen.get(ident_id, (p.timestamp, p.timestamp))
+            seen[ident_id] = (min(first, p.timestamp), max(last, p.timestamp))
+        result.stored.append(p.event_id)
+    _emit_tracked(session, kept)
     resolution.touch_seen(session, seen)
     return result
 
@@ -119,114 +153,328 @@ def _identifiers(call: Call, rules: IdentityRules) -> tuple[IdentifierValue, lis
     return primary, list(unique.values())
 
 
-def _record(
+@dataclass
+class _Prepared:
+    """One call ready to store: its message id, corrected time, channel and identifiers."""
+
+    incoming: Incoming
+    message_id: str
+    timestamp: datetime
+    channel: str | None
+    primary: IdentifierValue
+    values: list[IdentifierValue]
+    event_id: str = field(default_factory=lambda: new_id("tev"))
+    profile_id: str = ""
+    name: str | None = None
+
+
+def _prepare(
     session: Session,
-    incoming: Incoming,
+    calls: Sequence[Incoming],
     key_id: str,
     received_at: datetime,
     rules: IdentityRules,
-    seen: dict[str, tuple[datetime, datetime]],
-) -> str | None:
-    call = incoming.call
-    message_id = call.message_id or new_id("msg")
-    duplicate = select(TrackedEvent.id).where(
-        TrackedEvent.write_key_id == key_id, TrackedEvent.message_id == message_id
-    )
-    if session.scalar(duplicate) is not None:
-        return None
-    timestamp = corrected_timestamp(call.timestamp, incoming.sent_at, received_at)
-    channel = _channel(call)
-    primary, values = _identifiers(call, rules)
-    found = _ensure_identifiers(session, values, timestamp, channel, key_id)
-
-    event_id = new_id("tev")
-    profile_id = found[primary.key].profile_id
-    row = _event_row(call, incoming, event_id, profile_id, key_id, message_id, timestamp)
-    row["received_at"] = received_at
-    if not insert_ignoring_conflict(session, TrackedEvent, row, on=("write_key_id", "message_id")):
-        return None  # a concurrent delivery of the same message stored it first
-
-    if isinstance(call, IdentifyCall):
-        for name, value in call.traits.items():
-            if len(name) <= NAME_MAX:
-                session.add(
-                    ProfileTrait(
-                        profile_id=profile_id,
-                        id=new_id("trt"),
-                        name=name,
-                        value=value,
-                        source=f"segment:identify:{channel or 'unknown'}"[:80],
-                        observed_at=timestamp,
-                        event_id=event_id,
-                    )
+    result: IngestResult,
+) -> list[_Prepared]:
+    """The calls not stored before (one query for the batch) nor repeated in the batch."""
+    message_ids = [incoming.call.message_id or new_id("msg") for incoming in calls]
+    known: set[str] = set()
+    wanted = sorted(set(message_ids))
+    for start in range(0, len(wanted), _CHUNK):
+        known.update(
+            session.scalars(
+                select(TrackedEvent.message_id).where(
+                    TrackedEvent.write_key_id == key_id,
+                    TrackedEvent.message_id.in_(wanted[start : start + _CHUNK]),
                 )
-    _link(session, values, found, (timestamp, message_id), incoming.call_type, key_id, rules)
-    for value in values:
-        ident_id = found[value.key].id
-        first, last = seen.get(ident_id, (timestamp, timestamp))
-        seen[ident_id] = (min(first, timestamp), max(last, timestamp))
-    emit(
-        session,
-        EVENT_TRACKED,
-        aggregate_type="profile",
-        aggregate_id=profile_id,
-        payload={
-            "event_id": event_id,
-            "message_id": message_id,
-            "type": incoming.call_type,
-            "name": row["name"],
-            "profile_id": profile_id,
-            "timestamp": timestamp.isoformat(),
-            "channel": channel,
-        },
-    )
-    return event_id
-
-
-def _ensure_identifiers(
-    session: Session,
-    values: Sequence[IdentifierValue],
-    seen_at: datetime,
-    channel: str | None,
-    key_id: str,
-) -> dict[tuple[str, str], Identifier]:
-    found = resolution.find_identifiers(session, (v.key for v in values))
-    if all(v.key in found for v in values):
-        return found
-    resolution.lock_graph(session)
-    found = resolution.find_identifiers(session, (v.key for v in values))
-    for value in values:
-        if value.key not in found:
-            found[value.key] = resolution.create_identifier(
-                session, value, seen_at=seen_at, channel=channel, key_id=key_id
             )
+        )
+    prepared: list[_Prepared] = []
+    for incoming, message_id in zip(calls, message_ids, strict=True):
+        if message_id in known:
+            result.duplicates += 1
+            continue
+        known.add(message_id)
+        call = incoming.call
+        timestamp = corrected_timestamp(call.timestamp, incoming.sent_at, received_at)
+        primary, values = _identifiers(call, rules)
+        if privacy.suppressed(session, values, primary):  # an erased person: nothing is stored
+            result.duplicates += 1
+            continue
+        prepared.append(_Prepared(incoming, message_id, timestamp, _channel(call), primary, values))
+    return prepared
+
+
+# (identifier id, profile id) by (kind, value)
+Found = dict[tuple[str, str], tuple[str, str]]
+
+
+def _lookup(session: Session, keys: Sequence[tuple[str, str]]) -> Found:
+    wanted = sorted(set(keys))
+    found: Found = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = session.execute(
+            select(Identifier.kind, Identifier.value, Identifier.id, Identifier.profile_id).where(
+                tuple_(Identifier.kind, Identifier.value).in_(chunk)
+            )
+        )
+        found.update({(r[0], r[1]): (r[2], r[3]) for r in rows})
     return found
 
 
-def _link(
-    session: Session,
-    values: Sequence[IdentifierValue],
-    found: dict[tuple[str, str], Identifier],
-    observed: tuple[datetime, str],
-    call_type: str,
-    key_id: str,
-    rules: IdentityRules,
-) -> None:
-    """Record that the call's linking identifiers were seen together; re-resolve if that is
-    news (a new pair, or a more recent observation of a known one)."""
-    linking = sorted(
-        (found[v.key] for v in values if v.valid and rules.links(v.kind)), key=lambda i: i.id
-    )
-    pairs = list(combinations(linking, 2))
-    if not pairs or not resolution.stale_links(session, pairs, observed):
-        return
+def _ensure_identifiers(session: Session, prepared: Sequence[_Prepared], key_id: str) -> Found:
+    """Every identifier of the batch, creating the missing ones (under the graph lock), each on
+    a new profile of its own, first seen in the first call that carries it."""
+    keys = [v.key for p in prepared for v in p.values]
+    found = _lookup(session, keys)
+    if all(key in found for key in keys):
+        return found
     resolution.lock_graph(session)
-    stale = resolution.stale_links(session, pairs, observed)
-    if not stale:
+    found = _lookup(session, keys)
+    now = clock.now()
+    profiles: list[dict[str, Any]] = []
+    identifiers: list[dict[str, Any]] = []
+    for p in prepared:
+        for value in p.values:
+            if value.key in found:
+                continue
+            profile_id, ident_id = new_id("prf"), new_id("idn")
+            found[value.key] = (ident_id, profile_id)
+            profiles.append(
+                {"id": profile_id, "cluster_id": profile_id, "created_at": now, "updated_at": now}
+            )
+            identifiers.append(
+                {
+                    "id": ident_id,
+                    "kind": value.kind,
+                    "value": value.value,
+                    "raw": value.raw,
+                    "valid": value.valid,
+                    "profile_id": profile_id,
+                    "source_channel": p.channel,
+                    "source_key_id": key_id,
+                    "first_seen": p.timestamp,
+                    "last_seen": p.timestamp,
+                }
+            )
+    session.flush()
+    session.execute(insert(_table(Profile)), profiles)
+    session.execute(insert(_table(Identifier)), identifiers)
+    return found
+
+
+def _insert_events(
+    session: Session,
+    prepared: Sequence[_Prepared],
+    found: Found,
+    key_id: str,
+    received_at: datetime,
+) -> set[str]:
+    """One multi-row insert; returns the ids stored (a concurrent delivery of the same message
+    may have stored it first: the unique index decides)."""
+    rows = []
+    for p in prepared:
+        p.profile_id = found[p.primary.key][1]
+        row = _event_row(
+            p.incoming.call, p.incoming, p.event_id, p.profile_id, key_id, p.message_id, p.timestamp
+        )
+        row["received_at"] = received_at
+        p.name = row["name"]
+        rows.append(row)
+    table = _table(TrackedEvent)
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        module.insert(table)
+        .on_conflict_do_nothing(index_elements=["write_key_id", "message_id"])
+        .returning(table.c.id)
+    )
+    stored: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        stored.update(session.execute(stmt, rows[start : start + _CHUNK]).scalars())
+    return stored
+
+
+def _insert_traits(session: Session, kept: Sequence[_Prepared]) -> None:
+    rows = [
+        {
+            "profile_id": p.profile_id,
+            "id": new_id("trt"),
+            "name": name,
+            "value": value,
+            "source": f"segment:identify:{p.channel or 'unknown'}"[:80],
+            "observed_at": p.timestamp,
+            "event_id": p.event_id,
+        }
+        for p in kept
+        if isinstance(p.incoming.call, IdentifyCall)
+        for name, value in p.incoming.call.traits.items()
+        if len(name) <= NAME_MAX
+    ]
+    if rows:
+        session.execute(insert(_table(ProfileTrait)), rows)
+
+
+class _Links:
+    """The batch's co-occurrence pairs, checked against the stored links in one query; a call
+    only re-resolves when it brings a new pair or a more recent observation of one."""
+
+    def __init__(
+        self, session: Session, kept: Sequence[_Prepared], found: Found, rules: IdentityRules
+    ) -> None:
+        self.session, self.found, self.rules = session, found, rules
+        self.pairs: dict[str, list[tuple[str, str]]] = {}
+        for p in kept:
+            linking = sorted({found[v.key][0] for v in p.values if v.valid and rules.links(v.kind)})
+            if len(linking) > 1:
+                self.pairs[p.event_id] = list(combinations(linking, 2))
+        self.known = self._load(sorted({pair for pairs in self.pairs.values() for pair in pairs}))
+        self.locked = False
+        self.settled: dict[str, bool] = {}
+
+    def _load(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[datetime, str]]:
+        known: dict[tuple[str, str], tuple[datetime, str]] = {}
+        for start in range(0, len(pairs), _CHUNK):
+            # ORM objects, so record_links finds them in the session without a query.
+            rows = self.session.scalars(
+                select(IdentityLink)
+                .where(
+                    tuple_(IdentityLink.identifier_a_id, IdentityLink.identifier_b_id).in_(
+                        pairs[start : start + _CHUNK]
+                    )
+                )
+                .execution_options(populate_existing=True)
+            )
+            known.update(
+                {
+                    (r.identifier_a_id, r.identifier_b_id): (r.observed_at, r.message_id)
+                    for r in rows
+                }
+            )
+        return known
+
+    def _stale(
+        self, pairs: Sequence[tuple[str, str]], observed: tuple[datetime, str]
+    ) -> list[tuple[str, str]]:
+        return [pair for pair in pairs if pair not in self.known or self.known[pair] < observed]
+
+    def record(self, p: _Prepared, key_id: str) -> None:
+        pairs = self.pairs.get(p.event_id)
+        if not pairs:
+            return
+        observed = (p.timestamp, p.message_id)
+        if not self._stale(pairs, observed):
+            return
+        if not self.locked:
+            # Under the lock, the stored links are re-read: another transaction may have moved them.
+            resolution.lock_graph(self.session)
+            self.locked = True
+            self.known = self._load(sorted({pair for ps in self.pairs.values() for pair in ps}))
+            stale = self._stale(pairs, observed)
+            if not stale:
+                return
+        else:
+            stale = self._stale(pairs, observed)
+        resolution.record_links(self.session, stale, observed)
+        for pair in stale:
+            self.known[pair] = observed
+        linking = sorted({a for pair in pairs for a in pair})
+        if _settled(self.session, linking, self.settled):
+            return
+        self.settled.clear()  # clusters may change below
+        trigger = resolution.Trigger(p.incoming.call_type, p.message_id, key_id)
+        resolution.resolve(self.session, linking, trigger=trigger, rules=self.rules)
+
+
+def _settled(session: Session, identifier_ids: Sequence[str], memo: dict[str, bool]) -> bool:
+    """Whether re-resolving around these identifiers can change nothing: they are all in one
+    cluster, and no refused (or blocked) link touches it.
+
+    Then their component is that cluster and holds at most one value of each unique kind, so
+    the rule accepts (or skips) every edge in any order — a new or more recent observation
+    inside it moves no profile, refuses no link and adds no merge. ``memo`` keeps the answer
+    per cluster until the caller resolves anything.
+    """
+    clusters = set(
+        session.scalars(
+            select(Profile.cluster_id)
+            .join(Identifier, Identifier.profile_id == Profile.id)
+            .where(Identifier.id.in_(identifier_ids))
+        )
+    )
+    if len(clusters) != 1:
+        return False
+    cluster = clusters.pop()
+    if cluster not in memo:
+        members = (
+            select(Identifier.id)
+            .join(Profile, Profile.id == Identifier.profile_id)
+            .where(Profile.cluster_id == cluster)
+        )
+        refused = session.scalar(
+            select(IdentityLink.identifier_a_id)
+            .where(
+                IdentityLink.decision == "refused",
+                or_(
+                    IdentityLink.identifier_a_id.in_(members),
+                    IdentityLink.identifier_b_id.in_(members),
+                ),
+            )
+            .limit(1)
+        )
+        memo[cluster] = refused is None
+    return memo[cluster]
+
+
+def _emit_tracked(session: Session, kept: Sequence[_Prepared]) -> None:
+    """``customer.event_tracked`` for every stored call, as ``outbox.emit`` writes it, in two
+    multi-row inserts (the events, then their deliveries) instead of two per call."""
+    if not kept:
         return
-    resolution.record_links(session, stale, observed)
-    trigger = resolution.Trigger(call_type, observed[1], key_id)
-    resolution.resolve(session, [i.id for i in linking], trigger=trigger, rules=rules)
+    now = clock.now()
+    events = _table(OutboxEvent)
+    rows = [
+        {
+            "id": new_id("evt"),
+            "type": EVENT_TRACKED,
+            "aggregate_type": "profile",
+            "aggregate_id": p.profile_id,
+            "payload": {
+                "event_id": p.event_id,
+                "message_id": p.message_id,
+                "type": p.incoming.call_type,
+                "name": p.name,
+                "profile_id": p.profile_id,
+                "timestamp": p.timestamp.isoformat(),
+                "channel": p.channel,
+            },
+            "created_at": now,
+        }
+        for p in kept
+    ]
+    stmt = insert(events).returning(events.c.seq, sort_by_parameter_order=True)
+    seqs = list(session.execute(stmt, rows).scalars())
+    names = [c.name for c in consumers_for(EVENT_TRACKED)]
+    if session.info.get(STREAM_ENABLED):
+        names.append(STREAM_CONSUMER)
+    if names:
+        deliveries = [
+            {
+                "event_seq": seq,
+                "consumer": name,
+                "aggregate_key": f"profile:{p.profile_id}",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for seq, p in zip(seqs, kept, strict=True)
+            for name in names
+        ]
+        session.execute(insert(_table(Delivery)), deliveries)
+    session.info[EMITTED] = True
 
 
 def _event_row(

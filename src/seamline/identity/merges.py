@@ -1,4 +1,5 @@
-"""Unmerge: undo one merge pointer, block the links that made it, and re-resolve.
+"""Merges requested by staff, and unmerge: undo one merge pointer, block the links that made
+it, and re-resolve.
 
 Nothing moved when the merge happened (events, traits and identifiers stay on the profile
 they arrived on), so undoing it only changes clusters. The links between the two sides are
@@ -8,6 +9,7 @@ observation of the same pair arrives (docs/identity.md, "Unmerge").
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
@@ -20,6 +22,7 @@ from seamline.identity.profiles import cluster_members, get_profile
 from seamline.identity.rules import DEFAULT_RULES, IdentityRules
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, NotFound
+from seamline.kit.ids import new_id
 
 UNMERGED = "unmerged"
 
@@ -122,3 +125,105 @@ def unmerge(
         },
     )
     return Unmerged(merge.id, joined.id, joined.cluster_id, into.id, into.cluster_id)
+
+
+# -- merges requested by staff ---------------------------------------------------------------
+
+STAFF = "staff"
+
+
+@dataclass(frozen=True)
+class Merged:
+    merge_id: str
+    profile_id: str
+    other_profile_id: str
+    cluster_id: str
+    profile_ids: list[str]
+
+
+def unique_conflict(
+    identifiers: Iterable[tuple[str, str]], rules: IdentityRules = DEFAULT_RULES
+) -> str | None:
+    """The first unique kind (by name) holding two different values among ``identifiers``."""
+    values: dict[str, set[str]] = {}
+    for kind, value in identifiers:
+        if rules.unique(kind):
+            values.setdefault(kind, set()).add(value)
+    return next((kind for kind in sorted(values) if len(values[kind]) > 1), None)
+
+
+def _anchor(
+    identifiers: Sequence[Identifier], prefer: Sequence[str], rules: IdentityRules
+) -> Identifier | None:
+    """The identifier the staff link is drawn from: the best one of the first profile in
+    ``prefer`` that holds any (the named profile, then the cluster's canonical one, then any),
+    valid ones first."""
+    for profile_id in prefer:
+        held = [i for i in identifiers if i.profile_id == profile_id]
+        if held:
+            return min(held, key=lambda i: (not i.valid, rules.sort_key((i.kind, i.value))))
+    return None
+
+
+def merge_profiles(
+    session: Session,
+    profile_id: str,
+    other_id: str,
+    *,
+    reason: str,
+    by: str | None,
+    rules: IdentityRules = DEFAULT_RULES,
+) -> Merged:
+    """Join the clusters of ``profile_id`` and ``other_id`` because a person said so.
+
+    The decision is stored as evidence the resolution rule already honours: one identity link
+    between an identifier of each named profile, observed now, with message id
+    ``staff:<request id>``. Resolution then records the merge pointer (trigger ``staff``,
+    ``triggered_by`` = the caller) and emits ``profile.merged``; unmerge undoes it like any
+    other merge. Two different values of a unique kind are refused (409), as the rule would.
+    """
+    resolution.lock_graph(session)
+    profile = get_profile(session, profile_id)
+    other = get_profile(session, other_id)
+    if profile.cluster_id == other.cluster_id:
+        raise Conflict("the two profiles are already one customer", code="same_cluster")
+    mine = cluster_members(session, profile.cluster_id)
+    theirs = cluster_members(session, other.cluster_id)
+    identifiers = list(
+        session.scalars(select(Identifier).where(Identifier.profile_id.in_(mine + theirs)))
+    )
+    kind = unique_conflict(((i.kind, i.value) for i in identifiers), rules)
+    if kind is not None:
+        raise Conflict(
+            f"both customers have a {kind} and they differ: two accounts are never merged",
+            code="unique_kind_conflict",
+            extra={"kind": kind},
+        )
+    start = _anchor(identifiers, [profile.id, profile.cluster_id, *mine], rules)
+    end = _anchor(identifiers, [other.id, other.cluster_id, *theirs], rules)
+    if start is None or end is None:
+        raise Conflict("a customer without any identifier cannot be merged", code="no_identifiers")
+
+    message_id = f"{STAFF}:{new_id('mrq')}"
+    pair = (min(start.id, end.id), max(start.id, end.id))
+    resolution.record_links(session, [pair], (clock.now(), message_id))
+    trigger = resolution.Trigger(STAFF, message_id, by, reason=reason)
+    resolution.resolve(session, [start.id, end.id], trigger=trigger, rules=rules)
+
+    session.refresh(profile)
+    session.refresh(other)
+    merge = session.scalars(
+        select(ProfileMerge).where(
+            ProfileMerge.trigger_message_id == message_id, ProfileMerge.undone_at.is_(None)
+        )
+    ).first()
+    if profile.cluster_id != other.cluster_id or merge is None:
+        # Only a link observed later than now (a call dated in the future) can outrank it.
+        raise Conflict("more recent evidence keeps these customers apart", code="merge_refused")
+    return Merged(
+        merge.id,
+        profile.id,
+        other.id,
+        profile.cluster_id,
+        cluster_members(session, profile.cluster_id),
+    )

@@ -1,27 +1,63 @@
-"""The customer 360 read: a cluster's profiles, identifiers, resolved traits and timeline.
+"""Reading a cluster: its profiles, identifiers and current traits.
 
 A cluster is read from the profile the caller names: ``profiles`` by ``cluster_id``, then every
-child table by ``profile_id IN (…)``. Nothing is denormalised; see docs/identity.md.
+child table by ``profile_id IN (…)``. Other modules (merges, consent, the 360 in
+customer360.py) build on these; see docs/identity.md and docs/customer-360.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, Text, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from seamline.db.lookup import get_or_404
-from seamline.identity.models import Identifier, Profile, ProfileTrait, TrackedEvent
-from seamline.kit.errors import BadRequest
-from seamline.kit.pagination import MAX_LIMIT
+from seamline.db.lookup import get_or_404, not_found, usable_id
+from seamline.identity.models import Identifier, Profile, ProfileTrait
 
-LATEST_EVENTS = 20
-# How a trait's current value is chosen from its history (docs/identity.md, "Traits").
-LATEST, FIRST = "latest", "first"
-TRAIT_STRATEGIES: dict[str, str] = {"created_at": FIRST, "createdAt": FIRST}
+# How a trait's current value is chosen from its history (docs/customer-360.md, "Traits"):
+# ``latest`` (a later null clears), ``first`` (never changes once known), ``non_empty`` (the
+# latest value that is not null, "", [] or {} — a form sent with an empty name does not wipe
+# the name). Names not listed use ``latest``. ``SEAMLINE_TRAIT_STRATEGIES`` adds to or
+# overrides this table (``configure_strategies``).
+LATEST, FIRST, NON_EMPTY = "latest", "first", "non_empty"
+STRATEGIES = (LATEST, FIRST, NON_EMPTY)
+DEFAULT_TRAIT_STRATEGIES: dict[str, str] = {
+    "created_at": FIRST,
+    "createdAt": FIRST,
+    **dict.fromkeys(
+        (
+            "name",
+            "first_name",
+            "firstName",
+            "last_name",
+            "lastName",
+            "email",
+            "phone",
+            "address",
+            "birthday",
+        ),
+        NON_EMPTY,
+    ),
+}
+TRAIT_STRATEGIES: dict[str, str] = dict(DEFAULT_TRAIT_STRATEGIES)
+_EMPTY_JSON = ("null", '""', "[]", "{}")
+
+
+def configure_strategies(overrides: Mapping[str, str]) -> None:
+    """Apply ``SEAMLINE_TRAIT_STRATEGIES`` over the defaults (for this process)."""
+    unknown = sorted({v for v in overrides.values() if v not in STRATEGIES})
+    if unknown:
+        raise ValueError(f"unknown trait strategies {unknown}; use one of {list(STRATEGIES)}")
+    TRAIT_STRATEGIES.clear()
+    TRAIT_STRATEGIES.update({**DEFAULT_TRAIT_STRATEGIES, **overrides})
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
 
 
 def get_profile(session: Session, profile_id: str) -> Profile:
@@ -36,19 +72,130 @@ def cluster_members(session: Session, cluster_id: str) -> list[str]:
     )
 
 
+# The 360's statements are built once: values are bound, so each call reuses the compiled SQL.
+MEMBERS: BindParameter[Any] = bindparam("members", expanding=True)
+# Table columns, not ORM attributes: plain Core statements cost less to execute.
+_P, _I, _T = Profile.__table__.c, Identifier.__table__.c, ProfileTrait.__table__.c
+_CLUSTER = (
+    select(_P.id, _P.cluster_id)
+    .where(
+        _P.cluster_id
+        == select(_P.cluster_id).where(_P.id == bindparam("profile_id")).scalar_subquery()
+    )
+    .order_by(_P.id)
+)
+_IDENTIFIERS = (
+    select(
+        _I.kind,
+        _I.value,
+        _I.valid,
+        _I.profile_id,
+        _I.source_channel,
+        _I.first_seen,
+        _I.last_seen,
+    )
+    .where(_I.profile_id.in_(MEMBERS))
+    .order_by(_I.kind, _I.value)
+)
+
+
+def cluster_of(session: Session, profile_id: str) -> tuple[str, list[str]]:
+    """The cluster id and member profile ids of ``profile_id``, in one query (404 if none)."""
+    members: list[Any] = []
+    if usable_id(profile_id):
+        members = list(session.connection().execute(_CLUSTER, {"profile_id": profile_id}))
+    if not members:
+        raise not_found("profile", profile_id, "profile_not_found")
+    return members[0].cluster_id, [m.id for m in members]
+
+
+def identifiers(session: Session, members: Sequence[str]) -> list[dict[str, Any]]:
+    rows = session.connection().execute(_IDENTIFIERS, {"members": list(members)})
+    return [row._asdict() for row in rows]
+
+
+@lru_cache(maxsize=8)
+def _traits_statement(firsts: tuple[str, ...], non_empties: tuple[str, ...]) -> Select[Any]:
+    trait = _T
+    # ``first`` names rank by earliest time; ``non_empty`` names put empty values last; every
+    # name then by latest time, last stored.
+    order: list[Any] = [trait.observed_at.desc(), trait.id.desc()]
+    if firsts:
+        order.insert(0, case((trait.name.in_(firsts), trait.observed_at)).asc())
+    if non_empties:
+        empty = func.coalesce(cast(trait.value, Text), "null").in_(_EMPTY_JSON)
+        order.insert(0, case((trait.name.in_(non_empties) & empty, 1), else_=0).asc())
+    rank = func.row_number().over(partition_by=trait.name, order_by=order)
+    ranked = (
+        select(
+            trait.name,
+            trait.value,
+            trait.observed_at,
+            trait.source,
+            trait.profile_id,
+            rank.label("rank"),
+        )
+        .where(trait.profile_id.in_(MEMBERS))
+        .subquery()
+    )
+    return (
+        select(
+            ranked.c.name,
+            ranked.c.value,
+            ranked.c.observed_at,
+            ranked.c.source,
+            ranked.c.profile_id,
+        )
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.name)
+    )
+
+
+def current_traits(
+    session: Session, members: Sequence[str], strategies: dict[str, str] = TRAIT_STRATEGIES
+) -> dict[str, dict[str, Any]]:
+    """Each trait's current value across the cluster, chosen in SQL by the same rule as
+    ``resolve_traits``: one window over the cluster's history (ranked by the strategy's
+    order), so only the chosen rows leave the database."""
+    firsts = tuple(sorted(name for name, strategy in strategies.items() if strategy == FIRST))
+    non_empties = tuple(
+        sorted(name for name, strategy in strategies.items() if strategy == NON_EMPTY)
+    )
+    rows = session.connection().execute(
+        _traits_statement(firsts, non_empties), {"members": list(members)}
+    )
+    return {
+        row.name: {
+            "value": row.value,
+            "observed_at": row.observed_at,
+            "source": row.source,
+            "profile_id": row.profile_id,
+            "strategy": strategies.get(row.name, LATEST),
+        }
+        for row in rows
+    }
+
+
 def resolve_traits(
     rows: Sequence[ProfileTrait], strategies: dict[str, str] = TRAIT_STRATEGIES
 ) -> dict[str, dict[str, Any]]:
-    """Each trait's current value: the most recent observation by event time (``latest``), or
-    the earliest (``first``); ties go to the observation stored last (its id)."""
+    """Each trait's current value: the most recent observation by event time (``latest``), the
+    earliest (``first``), or the most recent non-empty one (``non_empty``, else the most
+    recent); ties go to the observation stored last (its id).
+
+    The reference for ``current_traits`` (which the 360 uses), kept for tests and tools that
+    already hold a history in memory."""
     chosen: dict[str, ProfileTrait] = {}
     for row in rows:
         held = chosen.get(row.name)
         if held is None:
             chosen[row.name] = row
             continue
-        if strategies.get(row.name, LATEST) == FIRST:
+        strategy = strategies.get(row.name, LATEST)
+        if strategy == FIRST:
             better = (row.observed_at, held.id) < (held.observed_at, row.id)
+        elif strategy == NON_EMPTY and is_empty(row.value) != is_empty(held.value):
+            better = is_empty(held.value)
         else:
             better = (row.observed_at, row.id) > (held.observed_at, held.id)
         if better:
@@ -62,102 +209,4 @@ def resolve_traits(
             "strategy": strategies.get(name, LATEST),
         }
         for name, row in sorted(chosen.items())
-    }
-
-
-def _event(row: TrackedEvent) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "profile_id": row.profile_id,
-        "message_id": row.message_id,
-        "type": row.type,
-        "name": row.name,
-        "category": row.category,
-        "channel": row.channel,
-        "timestamp": row.timestamp,
-        "received_at": row.received_at,
-        "properties": row.properties,
-        "traits": row.traits,
-    }
-
-
-def _encode(row: TrackedEvent) -> str:
-    micros = int(row.timestamp.timestamp() * 1_000_000)
-    return f"{micros}_{row.id}"
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    micros, _, event_id = cursor.partition("_")
-    try:
-        stamp = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest("the cursor is not one this API gave", code="invalid_cursor") from None
-    if not event_id:
-        raise BadRequest("the cursor is not one this API gave", code="invalid_cursor")
-    return stamp, event_id
-
-
-def timeline(
-    session: Session,
-    members: Sequence[str],
-    *,
-    cursor: str | None = None,
-    limit: int = LATEST_EVENTS,
-    type_: str | None = None,
-    channel: str | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The cluster's tracked events, newest first by (event time, id).
-
-    A keyset over two columns (``keyset_page`` takes one): the cursor is the last row's
-    event time in microseconds and its id.
-    """
-    limit = max(1, min(limit, MAX_LIMIT))
-    stmt = select(TrackedEvent).where(TrackedEvent.profile_id.in_(members))
-    if type_ is not None:
-        stmt = stmt.where(TrackedEvent.type == type_)
-    if channel is not None:
-        stmt = stmt.where(TrackedEvent.channel == channel)
-    if cursor is not None:
-        stamp, event_id = _decode(cursor)
-        stmt = stmt.where(
-            or_(
-                TrackedEvent.timestamp < stamp,
-                and_(TrackedEvent.timestamp == stamp, TrackedEvent.id < event_id),
-            )
-        )
-    stmt = stmt.order_by(TrackedEvent.timestamp.desc(), TrackedEvent.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(stmt))
-    next_cursor = _encode(rows[limit - 1]) if len(rows) > limit else None
-    return [_event(r) for r in rows[:limit]], next_cursor
-
-
-def customer_360(session: Session, profile_id: str) -> dict[str, Any]:
-    """The whole cluster of ``profile_id``: members, identifiers, traits, latest events."""
-    profile = get_profile(session, profile_id)
-    members = cluster_members(session, profile.cluster_id)
-    identifiers = session.scalars(
-        select(Identifier)
-        .where(Identifier.profile_id.in_(members))
-        .order_by(Identifier.kind, Identifier.value)
-    )
-    traits = list(session.scalars(select(ProfileTrait).where(ProfileTrait.profile_id.in_(members))))
-    events, _ = timeline(session, members, limit=LATEST_EVENTS)
-    return {
-        "profile_id": profile.id,
-        "cluster_id": profile.cluster_id,
-        "profile_ids": members,
-        "identifiers": [
-            {
-                "kind": i.kind,
-                "value": i.value,
-                "valid": i.valid,
-                "profile_id": i.profile_id,
-                "source_channel": i.source_channel,
-                "first_seen": i.first_seen,
-                "last_seen": i.last_seen,
-            }
-            for i in identifiers
-        ],
-        "traits": resolve_traits(traits),
-        "events": events,
     }

@@ -1,15 +1,18 @@
-"""Customer 360 routes under /api/v1: read a cluster, page its timeline, undo a merge."""
+"""Customer 360 routes under /api/v1: read a cluster, page its timeline, set preferences,
+undo a merge."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
 from seamline.api.deps import DB, CurrentCaller, scoped
 from seamline.api.problems import problem
-from seamline.identity import merges, profiles
+from seamline.identity import customer360, merges, preferences, profiles, timeline
 from seamline.identity.schemas import (
+    PreferencesIn,
+    PreferencesOut,
     ProfileOut,
     TimelineEvent,
     UnmergeIn,
@@ -26,9 +29,10 @@ ProfileId = Annotated[str, Path(max_length=40)]
     "/profiles/{profile_id}", responses=problem(404, "No such profile"), **scoped("customers:read")
 )
 def get_profile(profile_id: ProfileId, db: DB) -> ProfileOut:
-    """The customer 360: the cluster's profiles, identifiers, traits and latest events."""
+    """The customer 360: the cluster's profiles, identifiers, current traits, consent,
+    purchase metrics and channels, preferences, advisor and latest timeline items."""
     with db.transaction(readonly=True) as session:
-        return ProfileOut.model_validate(profiles.customer_360(session, profile_id))
+        return ProfileOut.model_validate(customer360.customer_360(session, profile_id))
 
 
 @router.get(
@@ -43,26 +47,50 @@ def get_timeline(
         str | None,
         Query(
             max_length=80,
-            pattern=r"^[0-9]+_[a-z0-9_]+$",
+            pattern=r"^-?[0-9]+_[a-z0-9_]+$",
             description="`next_cursor` of the previous page.",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = profiles.LATEST_EVENTS,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = timeline.LATEST,
     type: Annotated[
-        str | None, Query(pattern=r"^(track|identify|page|screen|group|alias)$")
+        str | None,
+        Query(
+            max_length=80,
+            pattern=r"^(track|identify|page|screen|group|alias|[a-z][a-z0-9_]*(\.[a-z0-9_]+)+)$",
+            description="A call type (`track` …) or a domain event type (`order.placed`).",
+        ),
+    ] = None,
+    kind: Annotated[
+        Literal["tracked", "domain"] | None,
+        Query(description="Only tracked calls, or only domain events."),
     ] = None,
     channel: Annotated[str | None, Query(max_length=40, pattern=r"^[^\x00]+$")] = None,
 ) -> Page[TimelineEvent]:
-    """The cluster's tracked events, newest first, by cursor; filter by type and channel."""
+    """The cluster's timeline newest first, by cursor: tracked calls and domain events merged;
+    filter by type, kind and channel."""
     with db.transaction(readonly=True) as session:
-        profile = profiles.get_profile(session, profile_id)
-        members = profiles.cluster_members(session, profile.cluster_id)
-        rows, next_cursor = profiles.timeline(
-            session, members, cursor=cursor, limit=limit, type_=type, channel=channel
+        _, members = profiles.cluster_of(session, profile_id)
+        rows, next_cursor = timeline.page(
+            session, members, cursor=cursor, limit=limit, type_=type, kind=kind, channel=channel
         )
     return Page[TimelineEvent](
         data=[TimelineEvent.model_validate(r) for r in rows], next_cursor=next_cursor
     )
+
+
+@router.put(
+    "/profiles/{profile_id}/preferences",
+    responses={**problem(404, "No such profile"), **problem(422, "Unknown favourite store")},
+    **scoped("customers:write"),
+)
+def put_preferences(
+    profile_id: ProfileId, body: PreferencesIn, db: DB, caller: CurrentCaller
+) -> PreferencesOut:
+    """Set preferences and the advisor of this profile's customer: fields sent are set
+    (`null` clears), fields left out stay; answers the cluster's current preferences."""
+    with db.transaction() as session:
+        current = preferences.set_preferences(session, profile_id, body, by=caller.key_id)
+    return PreferencesOut.model_validate(current)
 
 
 @router.post(

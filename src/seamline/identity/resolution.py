@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from seamline.db.dialect import lock_for_transaction
@@ -22,6 +23,12 @@ from seamline.identity.normalize import IdentifierValue
 from seamline.identity.rules import DEFAULT_RULES, Edge, IdentityRules, Key, partition
 from seamline.kit import clock
 from seamline.kit.ids import new_id
+
+
+def _table(model: Any) -> Table:
+    """The mapped class's table, typed for Core statements."""
+    return cast(Table, model.__table__)
+
 
 # Identity writes that change the graph take this lock (PostgreSQL; SQLite serialises writers).
 GRAPH_LOCK = "identity.graph"
@@ -35,6 +42,8 @@ class Trigger:
     call: str
     message_id: str | None
     key_id: str | None
+    # Why the merges this resolution makes happened, when a person said so (staff, import).
+    reason: str | None = None
 
 
 def lock_graph(session: Session) -> None:
@@ -316,7 +325,7 @@ def _record_merges(
             trigger=trigger.call,
             trigger_message_id=trigger.message_id,
             triggered_by=trigger.key_id,
-            reason=f"shared {edge.a[0]} and {edge.b[0]} in one call",
+            reason=trigger.reason or f"shared {edge.a[0]} and {edge.b[0]} in one call",
             evidence=evidence,
             created_at=now,
         )
@@ -339,16 +348,24 @@ def _record_merges(
 
 
 def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> None:
-    """Widen identifiers' first/last seen to the events' times, in id order (no deadlocks);
-    a conditional update touches (and locks) only rows whose window actually grows."""
-    for identifier_id, (first, last) in sorted(seen.items()):
-        session.execute(
-            update(Identifier)
-            .where(Identifier.id == identifier_id, Identifier.last_seen < last)
-            .values(last_seen=last)
+    """Widen identifiers' first/last seen to the events' times, in id order (no deadlocks),
+    in one ``executemany``; the condition touches (and locks) only rows whose window grows."""
+    if not seen:
+        return
+    table = _table(Identifier)
+    first, last = (
+        bindparam("f", type_=table.c.first_seen.type),
+        bindparam("l", type_=table.c.last_seen.type),
+    )
+    stmt = (
+        update(table)
+        .where(
+            table.c.id == bindparam("i"), or_(table.c.last_seen < last, table.c.first_seen > first)
         )
-        session.execute(
-            update(Identifier)
-            .where(Identifier.id == identifier_id, Identifier.first_seen > first)
-            .values(first_seen=first)
+        .values(
+            last_seen=case((table.c.last_seen < last, last), else_=table.c.last_seen),
+            first_seen=case((table.c.first_seen > first, first), else_=table.c.first_seen),
         )
+    )
+    rows = [{"i": ident, "f": f, "l": lt} for ident, (f, lt) in sorted(seen.items())]
+    session.execute(stmt, rows)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
+from seamline.identity.consent_schemas import ConsentOut
 from seamline.identity.models import ID_VALUE_MAX, NAME_MAX
 
 CallType = Literal["track", "identify", "page", "screen", "group", "alias"]
@@ -179,21 +180,104 @@ class TraitOut(BaseModel):
     observed_at: datetime
     source: str
     profile_id: str
-    strategy: Literal["latest", "first"]
+    strategy: Literal["latest", "first", "non_empty"]
 
 
 class TimelineEvent(BaseModel):
-    id: str
+    """One item of the timeline: a tracked call (``kind: tracked``) or a domain event about the
+    customer (``kind: domain``). Fields of the other kind are null (or empty)."""
+
+    kind: Literal["tracked", "domain"]
+    id: str = Field(description="`tev_…` (a tracked call) or `tle_…` (a timeline entry).")
     profile_id: str
-    message_id: str
-    type: str
-    name: str | None
+    type: str = Field(description="The call type (`track` …) or the event type (`order.placed`).")
+    name: str | None = Field(description="A tracked call's event or page name.")
     category: str | None
     channel: str | None
-    timestamp: datetime
-    received_at: datetime
-    properties: dict[str, Any]
-    traits: dict[str, Any]
+    timestamp: datetime = Field(description="When it happened (the event time).")
+    summary: str = Field(description="One short line for people.")
+    message_id: str | None = Field(description="Tracked: the call's `messageId`.")
+    received_at: datetime | None = Field(description="Tracked: when the server received it.")
+    properties: dict[str, Any] = Field(description="Tracked: the call's properties.")
+    traits: dict[str, Any] = Field(description="Tracked: the call's traits.")
+    event_id: str | None = Field(description="Domain: the outbox event id (`evt_…`).")
+    aggregate_type: str | None = Field(description="Domain: what the event is about.")
+    aggregate_id: str | None
+    data: dict[str, Any] | None = Field(description="Domain: the event's payload.")
+
+
+class PurchasesOut(BaseModel):
+    """Purchases in one currency, summed over the cluster. Amounts are integers in minor units
+    of ``currency``."""
+
+    currency: str
+    orders_count: int
+    total_spent: int = Field(description="Sum of order totals (before refunds).")
+    refunded: int
+    lifetime_value: int = Field(description="`total_spent - refunded`.")
+    average_order_value: int | None = Field(
+        description="`total_spent / orders_count`, rounded half up."
+    )
+    first_purchase_at: datetime | None
+    last_purchase_at: datetime | None
+
+
+class MetricsOut(BaseModel):
+    purchases: list[PurchasesOut] = Field(description="One entry per currency, by code.")
+    channels_used: list[str] = Field(description="Every channel the customer was seen on.")
+    channels_count: int
+    last_seen: dict[str, datetime] = Field(description="The latest event time per channel.")
+
+
+# The consent channels (customer_models.CONSENT_CHANNELS): how the brand may contact someone.
+ContactChannel = Literal["email", "sms", "push", "whatsapp", "phone"]
+# Printable text without surrounding spaces (stripped first) and without control characters.
+_TEXT = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+
+
+class AdvisorIn(BaseModel):
+    """A staff member. There is no staff table yet: the id is the brand's own, kept as given
+    (it will reference the staff table when the console lands)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    staff_id: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    name: str = Field(min_length=1, max_length=200, pattern=_TEXT)
+
+
+class PreferencesIn(BaseModel):
+    """Fields sent are set (``null`` clears one); fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    size: str | None = Field(default=None, min_length=1, max_length=40, pattern=_TEXT)
+    favourite_store: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[a-z0-9_]+$",
+        description="A location id (`loc_…`).",
+    )
+    preferred_channel: ContactChannel | None = None
+    advisor: AdvisorIn | None = None
+
+
+class PreferenceValues(BaseModel):
+    size: str | None
+    favourite_store: str | None
+    preferred_channel: ContactChannel | None
+    updated_at: datetime | None = Field(description="When a preference was last set.")
+
+
+class AdvisorOut(BaseModel):
+    staff_id: str
+    name: str
+    assigned_at: datetime
+    assigned_by: str | None = Field(description="The API key that assigned them.")
+
+
+class PreferencesOut(BaseModel):
+    preferences: PreferenceValues
+    advisor: AdvisorOut | None
 
 
 class ProfileOut(BaseModel):
@@ -204,7 +288,13 @@ class ProfileOut(BaseModel):
     profile_ids: list[str]
     identifiers: list[IdentifierOut]
     traits: dict[str, TraitOut]
-    events: list[TimelineEvent] = Field(description="The latest 20 tracked events.")
+    consent: list[ConsentOut] = Field(description="Current consent per channel and purpose.")
+    metrics: MetricsOut
+    preferences: PreferenceValues
+    advisor: AdvisorOut | None
+    events: list[TimelineEvent] = Field(
+        description="The latest 20 timeline items (tracked calls and domain events)."
+    )
 
 
 class UnmergeIn(BaseModel):

@@ -1,0 +1,227 @@
+"""Ingestion on PostgreSQL: ``POST /v1/batch`` to ``seamline serve`` (durable: the answer comes
+after the commit), against psycopg ``COPY`` of the same rows into ``tracked_events`` in the
+same run and database.
+
+The server is started as users start it (``seamline serve``, JSON logs, embedded worker). The
+clients are threads in this process with one keep-alive ``httpx.Client`` each, posting
+pre-serialised batches (bench/identity/workload.py). The server's RSS is sampled from /proc
+every half second, so growth with volume shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import progress
+from bench.flash_sale.server import Server, cpu_seconds, seamline_exe, tree_memory_kb
+from bench.identity import workload
+from bench.identity.common import identity_database
+from bench.identity.generate import pg_dsn
+
+
+def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
+    """COPY the same calls as tracked_events rows (on the profiles the server gave them)."""
+    with psycopg.connect(pg_dsn(url)) as conn:
+        profile = {
+            (k, v): p for k, v, p in conn.execute("SELECT kind, value, profile_id FROM identifiers")
+        }
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY tracked_events (profile_id, id, write_key_id, message_id, type, name, "
+                "user_id, "
+                "anonymous_id, properties, traits, context, timestamp, original_timestamp, "
+                "received_at, channel, ip, user_agent) FROM STDIN"
+            ) as copy,
+        ):
+            for n, call in enumerate(calls):
+                primary = (
+                    ("user_id", call["userId"])
+                    if call.get("userId")
+                    else ("anonymous_id", call["anonymousId"])
+                )
+                context = call["context"]
+                copy.write_row(
+                    (
+                        profile[primary],
+                        f"raw_{n}",
+                        "key_raw_baseline",
+                        call["messageId"],
+                        call["type"],
+                        call.get("name") or call.get("event"),
+                        call.get("userId"),
+                        call.get("anonymousId"),
+                        json.dumps(call.get("properties", {})),
+                        json.dumps(call.get("traits", {})),
+                        json.dumps(context),
+                        call["timestamp"],
+                        call["timestamp"],
+                        call["timestamp"],
+                        context.get("channel"),
+                        context.get("ip"),
+                        context.get("userAgent"),
+                    )
+                )
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def run(
+    postgres_url: str | None, *, events: int, batch_size: int, clients: int, console: Console
+) -> dict[str, Any]:
+    if not postgres_url:
+        console.print("[yellow]identity-ingest needs PostgreSQL: pass --postgres URL[/yellow]")
+        return {"skipped": "no PostgreSQL URL"}
+    logs = Path(tempfile.mkdtemp(prefix="seamline-ingest-"))
+    (logs / "data").mkdir()
+    batches = workload.batches(events, batch_size)
+    bodies = [json.dumps({"batch": b}).encode() for b in batches]
+    results: dict[str, Any] = {
+        "events": events,
+        "batch_size": batch_size,
+        "clients": clients,
+        "logs": str(logs),
+    }
+    with identity_database(postgres_url) as url:
+        env = {
+            **os.environ,
+            "SEAMLINE_DATABASE_URL": url,
+            "SEAMLINE_DATA_DIR": str(logs / "data"),
+            "SEAMLINE_ENVIRONMENT": "production",
+        }
+        for name in ("SEAMLINE_LOG_LEVEL", "SEAMLINE_LOG_FORMAT", "SEAMLINE_NATS_URL"):
+            env.pop(name, None)
+        made = subprocess.run(
+            [seamline_exe(), "keys", "create", "--name", "bench", "--kind", "event"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        token = re.findall(r"\b[a-z]{2}_[A-Za-z0-9_-]{20,}", made.stdout)[-1]
+        server = Server(1, env, logs)
+        server.start()
+        assert server.process is not None
+        pid = server.process.pid
+        samples: list[tuple[float, int, float]] = []
+        done = {"events": 0}
+        latencies: list[float] = []
+        failures: list[str] = []
+        stop = threading.Event()
+        work: queue.Queue[tuple[bytes, int]] = queue.Queue()
+        for body, chunk in zip(bodies, batches, strict=True):
+            work.put((body, len(chunk)))
+        started = time.perf_counter()
+        cpu0 = cpu_seconds(pid)
+
+        def sample() -> None:
+            while not stop.wait(0.5):
+                rss = sum(r for r, _ in tree_memory_kb(pid).values()) / 1024
+                samples.append((time.perf_counter() - started, done["events"], rss))
+
+        def client() -> None:
+            with httpx.Client(base_url=server.base, auth=(token, ""), timeout=120) as http:
+                while True:
+                    try:
+                        body, count = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t0 = time.perf_counter()
+                    r = http.post(
+                        "/v1/batch", content=body, headers={"Content-Type": "application/json"}
+                    )
+                    latencies.append(time.perf_counter() - t0)
+                    if r.status_code != 200 or r.json().get("rejected"):
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+                    done["events"] += count
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        with progress(console) as bar:
+            task = bar.add_task(f"POST /v1/batch x{len(bodies)}", total=events)
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                time.sleep(0.5)
+                bar.update(task, completed=done["events"])
+            bar.update(task, completed=done["events"])
+        elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(pid) - cpu0
+        stop.set()
+        with psycopg.connect(pg_dsn(url)) as conn:
+            stored = conn.execute("SELECT count(*) FROM tracked_events").fetchone()
+            pending = conn.execute(
+                "SELECT count(*) FROM event_deliveries WHERE status = 'pending'"
+            ).fetchone()
+            identifiers = conn.execute("SELECT count(*) FROM identifiers").fetchone()
+            merges = conn.execute("SELECT count(*) FROM profile_merges").fetchone()
+        server.stop()
+        results["server_log"] = server.log_summary()
+        console.print("raw baseline: psycopg COPY of the same rows")
+        all_calls = [call for chunk in batches for call in chunk]
+        raw_seconds = _raw_copy(url, all_calls)
+    rate = events / elapsed
+    raw_rate = events / raw_seconds
+    rss = [s[2] for s in samples] or [0.0]
+    quarter = [
+        round(rss[min(len(rss) - 1, int(len(rss) * f))]) for f in (0.05, 0.25, 0.5, 0.75, 1.0)
+    ]
+    lat = sorted(latencies)
+    results.update(
+        seconds=round(elapsed, 1),
+        events_per_second=round(rate),
+        raw_copy_seconds=round(raw_seconds, 2),
+        raw_events_per_second=round(raw_rate),
+        ratio=round(rate / raw_rate, 4),
+        stored=stored[0] if stored else None,
+        identifiers=identifiers[0] if identifiers else None,
+        merges=merges[0] if merges else None,
+        pending_deliveries_at_end=pending[0] if pending else None,
+        failures=failures[:5],
+        failure_count=len(failures),
+        server_cpu_seconds=round(server_cpu, 1),
+        server_rss_mb_at=dict(zip(["5%", "25%", "50%", "75%", "100%"], quarter, strict=True)),
+        server_rss_mb_max=round(max(rss)),
+        batch_p50_ms=round(statistics.median(lat) * 1000) if lat else None,
+        batch_p99_ms=round(lat[int(len(lat) * 0.99) - 1] * 1000) if lat else None,
+    )
+    table = Table("measure", "value", title=f"identity ingestion, {events:,} events")
+    table.add_row("raw: psycopg COPY into tracked_events", f"{raw_rate:,.0f} events/s")
+    table.add_row(
+        f"POST /v1/batch ({batch_size}/batch, {clients} clients)",
+        f"{rate:,.0f} events/s ({rate / raw_rate:.3f}x COPY)",
+    )
+    table.add_row(
+        "batch latency p50 / p99", f"{results['batch_p50_ms']} / {results['batch_p99_ms']} ms"
+    )
+    table.add_row("server CPU per 1,000 events", f"{server_cpu / events * 1000:.2f} s")
+    table.add_row(
+        "server RSS at 5/25/50/75/100% of the run", " / ".join(f"{q}" for q in quarter) + " MB"
+    )
+    table.add_row(
+        "stored / identifiers / merges",
+        f"{results['stored']:,} / {results['identifiers']:,} / {results['merges']:,}",
+    )
+    table.add_row(
+        "deliveries still pending at the end", f"{results['pending_deliveries_at_end']:,}"
+    )
+    table.add_row("failed requests", str(len(failures)))
+    console.print(table)
+    return results
