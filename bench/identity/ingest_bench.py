@@ -6,6 +6,10 @@ The server is started as users start it (``seamline serve``, JSON logs, embedded
 clients are threads in this process with one keep-alive ``httpx.Client`` each, posting
 pre-serialised batches (bench/identity/workload.py). The server's RSS is sampled from /proc
 every half second, so growth with volume shows.
+
+``SEAMLINE_BENCH_INGEST_WORKER=none`` starts ``seamline serve --no-worker`` (deliveries queue up
+and nobody delivers them), ``=separate`` the same plus a ``seamline worker`` process (its CPU
+is reported apart); unset, the worker is embedded as users run it by default.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import queue
 import re
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +37,32 @@ from bench.flash_sale.server import Server, cpu_seconds, seamline_exe, tree_memo
 from bench.identity import workload
 from bench.identity.common import identity_database
 from bench.identity.generate import pg_dsn
+
+
+class _NoWorkerServer(Server):
+    """``seamline serve --no-worker`` (one process)."""
+
+    def start(self) -> None:
+        command = [seamline_exe(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command.append("--no-worker")
+        with (
+            open(self.logs / "serve-w1.stdout", "wb") as out,
+            open(self.stderr_path, "wb") as err,
+        ):
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=out, stderr=err, start_new_session=True
+            )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"seamline serve exited:\n{self.stderr_tail()}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"seamline serve did not answer:\n{self.stderr_tail()}")
 
 
 def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
@@ -115,8 +146,21 @@ def run(
             check=True,
         )
         token = re.findall(r"\b[a-z]{2}_[A-Za-z0-9_-]{20,}", made.stdout)[-1]
-        server = Server(1, env, logs)
+        mode = os.environ.get("SEAMLINE_BENCH_INGEST_WORKER", "embedded")
+        results["worker"] = mode
+        server = Server(1, env, logs) if mode == "embedded" else _NoWorkerServer(1, env, logs)
         server.start()
+        worker: subprocess.Popen[bytes] | None = None
+        if mode == "separate":
+            with open(logs / "worker.stderr", "wb") as err:
+                worker = subprocess.Popen(
+                    [seamline_exe(), "worker"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    start_new_session=True,
+                )
+        worker_cpu0 = cpu_seconds(worker.pid) if worker else 0.0
         assert server.process is not None
         pid = server.process.pid
         samples: list[tuple[float, int, float]] = []
@@ -164,6 +208,14 @@ def run(
             bar.update(task, completed=done["events"])
         elapsed = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
+        if worker is not None:
+            results["worker_cpu_seconds"] = round(cpu_seconds(worker.pid) - worker_cpu0, 1)
+            worker.send_signal(signal.SIGINT)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=10)
         stop.set()
         with psycopg.connect(pg_dsn(url)) as conn:
             stored = conn.execute("SELECT count(*) FROM tracked_events").fetchone()

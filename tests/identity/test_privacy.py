@@ -549,3 +549,36 @@ def test_a_domain_event_delivered_after_the_erasure_records_nothing(
     runtime.worker().drain()
     assert count(db, TimelineEntry, TimelineEntry.profile_id == profile) == 0
     assert count(db, ChannelActivity, ChannelActivity.profile_id == profile) == 0
+
+
+def test_an_alias_from_an_erased_user_id_is_dropped(
+    send: Send, client: TestClient, auth: dict[str, str], db: Database
+) -> None:
+    """``previousId`` is stored as an anonymous id (a device kind, which alone does not
+    suppress), but it is often the person's old user id: an erased one must not come back
+    through ``alias`` — single or in a batch."""
+    from structlog.testing import capture_logs
+
+    send("identify", {"userId": "old-user-q7", "traits": {"email": "old-q7@example.com"}})
+    ok(erase(client, auth, identifier(db, "user_id", "old-user-q7").profile_id))
+    dropped = REGISTRY.get_sample_value("seamline_privacy_suppressed_calls_total") or 0.0
+    alias = {"userId": "new-user-q7", "previousId": "old-user-q7", "messageId": "al-1"}
+    with capture_logs() as logs:
+        assert send("alias", alias).json() == {"success": True}
+        batch = {
+            "batch": [
+                {"type": "alias", "userId": "new-user-q7", "previousId": "old-user-q7",
+                 "messageId": "al-2"},
+                {"type": "alias", "userId": "other-q7", "previousId": "anon-q7",
+                 "messageId": "al-3"},
+            ]
+        }  # fmt: skip
+        assert send("batch", batch).json() == {"success": True}
+    assert count(db, TrackedEvent, TrackedEvent.message_id.in_(["al-1", "al-2"])) == 0
+    assert count(db, TrackedEvent, TrackedEvent.message_id == "al-3") == 1  # others are stored
+    assert count(db, Identifier, Identifier.value == "old-user-q7") == 0
+    assert count(db, Identifier, Identifier.value == "new-user-q7") == 0
+    assert REGISTRY.get_sample_value("seamline_privacy_suppressed_calls_total") == dropped + 2
+    suppressed = [e for e in logs if e.get("event") == "tracking_call_suppressed"]
+    assert [e["erased_kind"] for e in suppressed] == ["user_id", "user_id"]
+    assert "old-user-q7" not in json.dumps(suppressed, default=str)

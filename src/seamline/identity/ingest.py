@@ -113,6 +113,7 @@ def record_calls(
             first, last = seen.get(ident_id, (p.timestamp, p.timestamp))
             seen[ident_id] = (min(first, p.timestamp), max(last, p.timestamp))
         result.stored.append(p.event_id)
+    links.flush()
     _emit_tracked(session, kept)
     resolution.touch_seen(session, seen)
     return result
@@ -189,7 +190,8 @@ def _prepare(
                 )
             )
         )
-    prepared: list[_Prepared] = []
+    candidates: list[_Prepared] = []
+    checks: list[tuple[IdentifierValue, list[IdentifierValue]]] = []
     for incoming, message_id in zip(calls, message_ids, strict=True):
         if message_id in known:
             result.duplicates += 1
@@ -198,11 +200,26 @@ def _prepare(
         call = incoming.call
         timestamp = corrected_timestamp(call.timestamp, incoming.sent_at, received_at)
         primary, values = _identifiers(call, rules)
-        if privacy.suppressed(session, values, primary):  # an erased person: nothing is stored
-            result.duplicates += 1
-            continue
-        prepared.append(_Prepared(incoming, message_id, timestamp, _channel(call), primary, values))
+        candidates.append(
+            _Prepared(incoming, message_id, timestamp, _channel(call), primary, values)
+        )
+        checks.append((primary, values + _suppression_only(call)))
+    # An erased person: nothing is stored (one lookup for the whole batch).
+    verdicts = privacy.suppressed_calls(session, checks)
+    prepared = [p for p, dropped in zip(candidates, verdicts, strict=True) if not dropped]
+    result.duplicates += len(candidates) - len(prepared)
     return prepared
+
+
+def _suppression_only(call: Call) -> list[IdentifierValue]:
+    """Identifiers checked against erasures but not stored: an alias's ``previousId`` is stored
+    as an anonymous id (a device kind, which does not suppress), yet it is often the user id
+    the person had before — an erased one must not come back through an alias."""
+    if isinstance(call, AliasCall):
+        previous = normalize.opaque(normalize.USER_ID, call.previous_id)
+        if previous is not None:
+            return [previous]
+    return []
 
 
 # (identifier id, profile id) by (kind, value)
@@ -317,7 +334,14 @@ def _insert_traits(session: Session, kept: Sequence[_Prepared]) -> None:
 
 class _Links:
     """The batch's co-occurrence pairs, checked against the stored links in one query; a call
-    only re-resolves when it brings a new pair or a more recent observation of one."""
+    only re-resolves when it brings a new pair or a more recent observation of one that can
+    change a cluster.
+
+    Newer observations are written in bulk: stored links are updated on their ORM rows (one
+    flush) and new ones are kept until ``flush`` inserts them in one statement — before any
+    resolution reads the graph, and at the end of the batch. Clusters are read once per batch
+    (again after a resolution), so the settled check costs no query per call.
+    """
 
     def __init__(
         self, session: Session, kept: Sequence[_Prepared], found: Found, rules: IdentityRules
@@ -328,16 +352,24 @@ class _Links:
             linking = sorted({found[v.key][0] for v in p.values if v.valid and rules.links(v.kind)})
             if len(linking) > 1:
                 self.pairs[p.event_id] = list(combinations(linking, 2))
-        self.known = self._load(sorted({pair for pairs in self.pairs.values() for pair in pairs}))
+        self.rows: dict[tuple[str, str], IdentityLink] = {}
+        self.known = self._load(self._all_pairs())
         self.locked = False
         self.settled: dict[str, bool] = {}
+        self.new: dict[tuple[str, str], tuple[datetime, str]] = {}  # not inserted yet
+        self.inserted: set[tuple[str, str]] = set()  # inserted by this batch
+        self.clusters: dict[str, str] | None = None  # identifier id -> cluster id
+
+    def _all_pairs(self) -> list[tuple[str, str]]:
+        return sorted({pair for pairs in self.pairs.values() for pair in pairs})
 
     def _load(
         self, pairs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[datetime, str]]:
         known: dict[tuple[str, str], tuple[datetime, str]] = {}
+        self.rows = {}
         for start in range(0, len(pairs), _CHUNK):
-            # ORM objects, so record_links finds them in the session without a query.
+            # ORM objects, kept so a newer observation updates them without a query.
             rows = self.session.scalars(
                 select(IdentityLink)
                 .where(
@@ -347,12 +379,10 @@ class _Links:
                 )
                 .execution_options(populate_existing=True)
             )
-            known.update(
-                {
-                    (r.identifier_a_id, r.identifier_b_id): (r.observed_at, r.message_id)
-                    for r in rows
-                }
-            )
+            for r in rows:
+                pair = (r.identifier_a_id, r.identifier_b_id)
+                known[pair] = (r.observed_at, r.message_id)
+                self.rows[pair] = r
         return known
 
     def _stale(
@@ -371,61 +401,107 @@ class _Links:
             # Under the lock, the stored links are re-read: another transaction may have moved them.
             resolution.lock_graph(self.session)
             self.locked = True
-            self.known = self._load(sorted({pair for ps in self.pairs.values() for pair in ps}))
+            self.known = self._load(self._all_pairs())
             stale = self._stale(pairs, observed)
             if not stale:
                 return
         else:
             stale = self._stale(pairs, observed)
-        resolution.record_links(self.session, stale, observed)
-        for pair in stale:
-            self.known[pair] = observed
+        self._observe(stale, observed)
         linking = sorted({a for pair in pairs for a in pair})
-        if _settled(self.session, linking, self.settled):
+        if self._settled(linking):
             return
+        self.flush()  # resolution reads the links from the database
         self.settled.clear()  # clusters may change below
+        self.clusters = None
         trigger = resolution.Trigger(p.incoming.call_type, p.message_id, key_id)
         resolution.resolve(self.session, linking, trigger=trigger, rules=self.rules)
 
+    def _observe(self, stale: Sequence[tuple[str, str]], observed: tuple[datetime, str]) -> None:
+        """``resolution.record_links`` for these pairs, deferred: what it stores, in bulk."""
+        for pair in stale:
+            self.known[pair] = observed
+            if pair in self.new:
+                self.new[pair] = max(self.new[pair], observed)
+                continue
+            link = self.rows.get(pair)
+            if link is None and pair in self.inserted:
+                link = self.session.get(IdentityLink, pair)
+                if link is not None:
+                    self.rows[pair] = link
+            if link is None:
+                self.new[pair] = observed
+            elif (link.observed_at, link.message_id) < observed:
+                link.observed_at, link.message_id = observed
 
-def _settled(session: Session, identifier_ids: Sequence[str], memo: dict[str, bool]) -> bool:
-    """Whether re-resolving around these identifiers can change nothing: they are all in one
-    cluster, and no refused (or blocked) link touches it.
+    def flush(self) -> None:
+        """Insert the new links in one statement (and flush the updated ones)."""
+        if self.new:
+            rows = [
+                {
+                    "identifier_a_id": a,
+                    "identifier_b_id": b,
+                    "observed_at": observed_at,
+                    "message_id": message_id,
+                    "decision": "linked",
+                }
+                for (a, b), (observed_at, message_id) in sorted(self.new.items())
+            ]
+            self.session.flush()
+            self.session.execute(insert(_table(IdentityLink)), rows)
+            self.inserted.update(self.new)
+            self.new = {}
+        self.session.flush()
 
-    Then their component is that cluster and holds at most one value of each unique kind, so
-    the rule accepts (or skips) every edge in any order — a new or more recent observation
-    inside it moves no profile, refuses no link and adds no merge. ``memo`` keeps the answer
-    per cluster until the caller resolves anything.
-    """
-    clusters = set(
-        session.scalars(
-            select(Profile.cluster_id)
-            .join(Identifier, Identifier.profile_id == Profile.id)
-            .where(Identifier.id.in_(identifier_ids))
-        )
+    def _settled(self, identifier_ids: Sequence[str]) -> bool:
+        """Whether re-resolving around these identifiers can change nothing: they are all in
+        one cluster, and no refused (or blocked) link touches it.
+
+        Then their component is that cluster and holds at most one value of each unique kind,
+        so the rule accepts (or skips) every edge in any order — a new or more recent
+        observation inside it moves no profile, refuses no link and adds no merge. The answer
+        is kept per cluster until a resolution runs.
+        """
+        if self.clusters is None:
+            ids = sorted({a for pair in self._all_pairs() for a in pair})
+            self.clusters = {}
+            for start in range(0, len(ids), _CHUNK):
+                rows = self.session.execute(
+                    select(Identifier.id, Profile.cluster_id)
+                    .join(Profile, Profile.id == Identifier.profile_id)
+                    .where(Identifier.id.in_(ids[start : start + _CHUNK]))
+                )
+                self.clusters.update((row[0], row[1]) for row in rows)
+        clusters = {self.clusters.get(i) for i in identifier_ids}
+        if len(clusters) != 1:
+            return False
+        cluster = clusters.pop()
+        if cluster is None:
+            return False
+        if cluster not in self.settled:
+            self.settled[cluster] = _unrefused(self.session, cluster)
+        return self.settled[cluster]
+
+
+def _unrefused(session: Session, cluster: str) -> bool:
+    """Whether no refused link touches a member of the cluster."""
+    members = (
+        select(Identifier.id)
+        .join(Profile, Profile.id == Identifier.profile_id)
+        .where(Profile.cluster_id == cluster)
     )
-    if len(clusters) != 1:
-        return False
-    cluster = clusters.pop()
-    if cluster not in memo:
-        members = (
-            select(Identifier.id)
-            .join(Profile, Profile.id == Identifier.profile_id)
-            .where(Profile.cluster_id == cluster)
+    refused = session.scalar(
+        select(IdentityLink.identifier_a_id)
+        .where(
+            IdentityLink.decision == "refused",
+            or_(
+                IdentityLink.identifier_a_id.in_(members),
+                IdentityLink.identifier_b_id.in_(members),
+            ),
         )
-        refused = session.scalar(
-            select(IdentityLink.identifier_a_id)
-            .where(
-                IdentityLink.decision == "refused",
-                or_(
-                    IdentityLink.identifier_a_id.in_(members),
-                    IdentityLink.identifier_b_id.in_(members),
-                ),
-            )
-            .limit(1)
-        )
-        memo[cluster] = refused is None
-    return memo[cluster]
+        .limit(1)
+    )
+    return refused is None
 
 
 def _emit_tracked(session: Session, kept: Sequence[_Prepared]) -> None:

@@ -18,7 +18,20 @@ from typing import Any
 
 import structlog
 from babel.numbers import get_currency_precision, list_currencies
-from sqlalchemy import bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -264,32 +277,42 @@ _MEMBERS: BindParameter[Any] = bindparam("members", expanding=True)
 _M, _C = ProfileMetric.__table__.c, ChannelActivity.__table__.c
 _PURCHASES = (
     select(
-        _M.currency,
-        func.sum(_M.orders_count),
-        func.sum(_M.total_spent_minor),
-        func.sum(_M.refunded_minor),
-        func.min(_M.first_purchase_at),
-        func.max(_M.last_purchase_at),
+        literal(0, Integer).label("part"),
+        _M.currency.label("key"),
+        func.sum(_M.orders_count).label("orders"),
+        func.sum(_M.total_spent_minor).label("total"),
+        func.sum(_M.refunded_minor).label("refunded"),
+        func.min(_M.first_purchase_at).label("first"),
+        func.max(_M.last_purchase_at).label("last"),
     )
     .where(_M.profile_id.in_(_MEMBERS))
     .group_by(_M.currency)
     .having(func.sum(_M.orders_count) > 0)
-    .order_by(_M.currency)
 )
 _CHANNELS = (
-    select(_C.channel, func.max(_C.last_seen))
+    select(
+        literal(1, Integer),
+        _C.channel,
+        literal(0, BigInteger),
+        literal(0, BigInteger),
+        literal(0, BigInteger),
+        null(),
+        func.max(_C.last_seen),
+    )
     .where(_C.profile_id.in_(_MEMBERS))
     .group_by(_C.channel)
-    .order_by(_C.channel)
 )
+# Purchases per currency and last seen per channel in one statement (one round trip): rows of
+# part 0 are purchases, part 1 channels; result types come from the first arm.
+_METRICS_UNION = union_all(_PURCHASES, _CHANNELS).subquery()
+_METRICS = select(_METRICS_UNION).order_by(_METRICS_UNION.c.part, _METRICS_UNION.c.key)
 
 
 def cluster_metrics(session: Session, members: Sequence[str]) -> dict[str, Any]:
     """Purchases per currency and channels, summed over the cluster's profiles."""
-    bound = {"members": list(members)}
-    connection = session.connection()
-    purchases = connection.execute(_PURCHASES, bound).all()
-    channels = connection.execute(_CHANNELS, bound).all()
+    rows = session.connection().execute(_METRICS, {"members": list(members)}).all()
+    purchases = [row[1:] for row in rows if row.part == 0]
+    channels = [(row.key, row.last) for row in rows if row.part == 1]
     return {
         "purchases": [
             {

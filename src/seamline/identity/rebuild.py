@@ -10,14 +10,19 @@ call sets, through the real ingestion path).
 
 How it stays fast and small on millions of identifiers:
 
-- The database ranks profiles by their best identifier (``IdentityRules.rank``, then kind and
-  value, then id) into a temporary table, so each profile becomes an integer position whose
-  order *is* the canonical order: a cluster's canonical profile is its smallest position, and
-  the union-find keeps the smaller position as the root (no per-root "best" to carry).
-- The links come sorted by the database (the rule's order, byte-wise: ``COLLATE "C"`` on
-  PostgreSQL, SQLite's default) through a server-side cursor, already translated to the two
-  profiles' positions. Python keeps two lists of ints, the profile ids, and the unique-kind
-  values of the profiles that have any — never ORM objects.
+- The database numbers every identifier by its byte-wise (kind, value) order (``k``) and ranks
+  profiles by their best identifier (``IdentityRules.rank``, then ``k``, then id), so each
+  profile becomes an integer position whose order *is* the canonical order: a cluster's
+  canonical profile is its smallest position, and the union-find keeps the smaller position
+  as the root (no per-root "best" to carry). One temporary table of identifiers carries
+  ``k`` and the profile position, so the link query joins it once per side.
+- The links come sorted by the database on event time, message id and two integers (the
+  pair's lower and higher ``k``, which stand for the rule's kind/value comparisons), already
+  translated to the two profiles' positions; PostgreSQL sends them (and the profiles) as
+  binary ``COPY … TO STDOUT`` with typed columns, SQLite through its cursor. Python keeps a
+  list of ints (the union-find), the profile ids, and the unique-kind values of the profiles
+  that have any — never ORM objects. Links an unmerge blocked are looked up beforehand (few)
+  and recognised in the stream by their two ``k``.
 - Only differences are written: changed ``cluster_id`` (PostgreSQL: ``COPY`` into a temporary
   table and one ``UPDATE … FROM``; SQLite: ``executemany``), changed link decisions, and the
   merge pointers of the clusters that changed.
@@ -63,6 +68,12 @@ PHASES = ("ranking profiles", "reading profiles", "resolving links", "writing ch
 REBUILD = "rebuild"
 _FETCH = 20_000
 _CHUNK = 500
+# Best-identifier key of a profile: rk * _K_SPAN + k (k < _K_SPAN); profiles without any
+# identifier come after every other (then by id, as before).
+_K_SPAN = 1 << 32
+_NO_IDENTIFIER = 1 << 62
+# Session memory for the two big sorts (ranking identifiers, ordering the links).
+_WORK_MEM = "1536MB"
 
 
 @dataclass
@@ -90,6 +101,12 @@ class _Sql:
     def __init__(self, session: Session) -> None:
         self.postgres = session.get_bind().dialect.name == "postgresql"
         self.ph = "%s" if self.postgres else "?"
+
+    def least(self, a: str, b: str) -> str:
+        return f"LEAST({a}, {b})" if self.postgres else f"MIN({a}, {b})"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"GREATEST({a}, {b})" if self.postgres else f"MAX({a}, {b})"
 
     def c(self, expr: str) -> str:
         """Byte-wise (code point) comparison, which is how Python compares the rule's strings."""
@@ -120,6 +137,20 @@ def _stream(session: Session, sql: _Sql, query: str, params: Sequence[Any] = ())
             cursor.close()
 
 
+def _copy_out(
+    session: Session, sql: _Sql, query: str, types: Sequence[str], params: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``query``: binary ``COPY … TO STDOUT`` with typed columns on PostgreSQL (no
+    cursor round trips, no text parsing); SQLite's cursor otherwise."""
+    if not sql.postgres:
+        yield from _stream(session, sql, query, params)
+        return
+    statement = f"COPY ({query}) TO STDOUT (FORMAT BINARY)"
+    with _raw(session).cursor() as cursor, cursor.copy(statement, params or None) as copy:
+        copy.set_types(list(types))
+        yield from copy.rows()
+
+
 def _execute(session: Session, query: str, params: Sequence[Any] = ()) -> Any:
     cursor = _raw(session).cursor()
     try:
@@ -136,41 +167,100 @@ def _as_datetime(value: Any) -> datetime:
 
 
 def _rank_positions(session: Session, sql: _Sql, rules: IdentityRules) -> tuple[int, int]:
-    """Fill temporary table ``rebuild_pos(id, cluster_id, pos)``: every profile, numbered in
-    the order of its best identifier (rules.rank, kind, value; then the profile id)."""
+    """Fill temporary tables ``rebuild_pos(id, cluster_id, pos)``: every profile, numbered in
+    the order of its best identifier (rules.rank, kind, value; then the profile id), and
+    ``rebuild_ipos(id, k, pos)``: every identifier with its byte-wise (kind, value) position
+    ``k`` and its profile's ``pos`` — so the link query joins one integer-keyed table per side
+    and sorts on integers instead of ``CASE … COLLATE``."""
     kinds = [row[0] for row in _execute(session, "SELECT DISTINCT kind FROM identifiers")]
     rank = {kind: rules.sort_key((kind, ""))[0] for kind in kinds}
     cases = " ".join(f"WHEN {sql.ph} THEN {rank[k]}" for k in kinds)
     rank_expr = f"CASE kind {cases} ELSE {len(rules.rank)} END" if kinds else "0"
-    _execute(session, "DROP TABLE IF EXISTS rebuild_pos")
+    for name in ("rebuild_ipos", "rebuild_pos", "rebuild_ident"):
+        _execute(session, f"DROP TABLE IF EXISTS {name}")
+    temp = "CREATE TEMPORARY TABLE"
     on_commit = " ON COMMIT DROP" if sql.postgres else ""
     # Only fixed SQL and COLLATE clauses are interpolated; the kinds are bound parameters.
+    # (kind, value) is unique, so k is a total order equal to the rule's string comparison.
     _execute(
         session,
         f"""
-        CREATE TEMPORARY TABLE rebuild_pos{on_commit} AS
-        SELECT s.id, s.cluster_id,
-               ROW_NUMBER() OVER (ORDER BY s.rk, {sql.c("s.bk")}, {sql.c("s.bv")},
-                                  {sql.c("s.id")}) - 1 AS pos
-        FROM (
-            SELECT p.id, p.cluster_id, COALESCE(b.rk, 999) AS rk, COALESCE(b.kind, '') AS bk,
-                   COALESCE(b.value, p.id) AS bv
-            FROM profiles p
-            LEFT JOIN (
-                SELECT profile_id, kind, value, rk,
-                       ROW_NUMBER() OVER (PARTITION BY profile_id
-                                          ORDER BY rk, {sql.c("kind")}, {sql.c("value")}) AS n
-                FROM (SELECT profile_id, kind, value, {rank_expr} AS rk FROM identifiers) x
-            ) b ON b.profile_id = p.id AND b.n = 1
-        ) s
+        {temp} rebuild_ident{on_commit} AS
+        SELECT id, profile_id, {rank_expr} AS rk,
+               ROW_NUMBER() OVER (ORDER BY {sql.c("kind")}, {sql.c("value")}) AS k
+        FROM identifiers
         """,  # noqa: S608
         kinds,
     )
-    _execute(session, "CREATE UNIQUE INDEX rebuild_pos_id ON rebuild_pos (id)")
+    # Best identifier per profile: the smallest (rk, k), packed in one integer.
+    _execute(
+        session,
+        f"""
+        {temp} rebuild_pos{on_commit} AS
+        SELECT p.id, p.cluster_id,
+               ROW_NUMBER() OVER (ORDER BY COALESCE(b.best, {_NO_IDENTIFIER}),
+                                  {sql.c("p.id")}) - 1 AS pos
+        FROM profiles p
+        LEFT JOIN (
+            SELECT profile_id, MIN(rk * {_K_SPAN} + k) AS best
+            FROM rebuild_ident GROUP BY profile_id
+        ) b ON b.profile_id = p.id
+        """,  # noqa: S608
+    )
+    _execute(
+        session,
+        f"""
+        {temp} rebuild_ipos{on_commit} AS
+        SELECT i.id, i.k, p.pos FROM rebuild_ident i JOIN rebuild_pos p ON p.id = i.profile_id
+        """,  # noqa: S608
+    )
+    identifiers = _execute(session, "SELECT COUNT(*) FROM rebuild_ident")[0][0]
+    _execute(session, "DROP TABLE rebuild_ident")
     _execute(session, "ANALYZE rebuild_pos")
+    _execute(session, "ANALYZE rebuild_ipos")
     profiles = _execute(session, "SELECT COUNT(*) FROM rebuild_pos")[0][0]
-    identifiers = _execute(session, "SELECT COUNT(*) FROM identifiers")[0][0]
     return int(profiles), int(identifiers)
+
+
+def _ids_of(session: Session, sql: _Sql, keys: set[int]) -> dict[int, str]:
+    """Identifier ids by their position ``k`` (few: blocked and changed links)."""
+    found: dict[int, str] = {}
+    if not keys:
+        return found
+    _execute(session, "CREATE INDEX IF NOT EXISTS rebuild_ipos_k ON rebuild_ipos (k)")
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        marks = ", ".join([sql.ph] * len(chunk))
+        query = f"SELECT k, id FROM rebuild_ipos WHERE k IN ({marks})"  # noqa: S608
+        found.update((int(k), i) for k, i in _execute(session, query, chunk))
+    return found
+
+
+def _blocked_keys(
+    session: Session, sql: _Sql, blocks: dict[tuple[str, str], tuple[datetime, str]]
+) -> set[tuple[int, int]]:
+    """The links (as identifier positions) an unmerge blocked at or after their observation."""
+    refused: set[tuple[int, int]] = set()
+    if not blocks:
+        return refused
+    _execute(session, "CREATE INDEX IF NOT EXISTS rebuild_ipos_id ON rebuild_ipos (id)")
+    firsts = sorted({a for a, _ in blocks})
+    for start in range(0, len(firsts), _CHUNK):
+        chunk = firsts[start : start + _CHUNK]
+        marks = ", ".join([sql.ph] * len(chunk))
+        query = (
+            "SELECT l.identifier_a_id, l.identifier_b_id, l.observed_at, l.message_id, "  # noqa: S608
+            "ia.k, ib.k FROM identity_links l "
+            "JOIN rebuild_ipos ia ON ia.id = l.identifier_a_id "
+            "JOIN rebuild_ipos ib ON ib.id = l.identifier_b_id "
+            f"WHERE l.identifier_a_id IN ({marks})"
+        )
+        for a, b, observed_at, message_id, ka, kb in _execute(session, query, chunk):
+            block = blocks.get((a, b))
+            if block is not None and (_as_datetime(observed_at), message_id) <= block:
+                refused.add((int(ka), int(kb)))
+    return refused
 
 
 def _blocked(session: Session) -> dict[tuple[str, str], tuple[datetime, str]]:
@@ -200,12 +290,13 @@ def rebuild(
     sql = _Sql(session)
     resolution.lock_graph(session)
     if sql.postgres:
-        _execute(session, "SET LOCAL work_mem = '256MB'")
+        _execute(session, f"SET LOCAL work_mem = '{_WORK_MEM}'")
     try:
         return _rebuild(session, sql, rules, report, tell, dry_run)
     finally:
         if not sql.postgres:
-            _execute(session, "DROP TABLE IF EXISTS rebuild_pos")
+            for name in ("rebuild_ipos", "rebuild_pos", "rebuild_ident"):
+                _execute(session, f"DROP TABLE IF EXISTS {name}")
 
 
 def _rebuild(
@@ -223,17 +314,19 @@ def _rebuild(
     report.seconds["rank"] = time.perf_counter() - started
 
     # Profiles by position: ids, current cluster ids (sharing the id string when equal).
+    # Read in table order and placed by position: no sort needed.
     started = time.perf_counter()
     n = report.profiles
-    ids: list[str] = []
-    current: list[str] = []
-    for pid, cluster_id in _stream(
-        session, sql, "SELECT id, cluster_id FROM rebuild_pos ORDER BY pos"
-    ):
-        ids.append(pid)
-        current.append(pid if cluster_id == pid else cluster_id)
-        if len(ids) % 100_000 == 0:
-            tell(PHASES[1], len(ids), n)
+    ids: list[str] = [""] * n
+    current: list[str] = [""] * n
+    rows = _copy_out(
+        session, sql, "SELECT pos, id, cluster_id FROM rebuild_pos", ("int8", "text", "text")
+    )
+    for done, (pos, pid, cluster_id) in enumerate(rows, 1):
+        ids[pos] = pid
+        current[pos] = pid if cluster_id == pid else cluster_id
+        if done % 500_000 == 0:
+            tell(PHASES[1], done, n)
     # Unique-kind values per profile (user id, loyalty card …); most profiles have none.
     unique_kinds = [
         row[0]
@@ -243,11 +336,12 @@ def _rebuild(
     uniques: dict[int, dict[str, str]] = {}
     if unique_kinds:
         marks = ", ".join([sql.ph] * len(unique_kinds))
-        rows = _stream(
+        rows = _copy_out(
             session,
             sql,
             "SELECT p.pos, i.kind, i.value FROM identifiers i "  # noqa: S608
             f"JOIN rebuild_pos p ON p.id = i.profile_id WHERE i.kind IN ({marks})",
+            ("int8", "text", "text"),
             unique_kinds,
         )
         for pos, kind, value in rows:
@@ -258,54 +352,42 @@ def _rebuild(
     # The rule: links most recent first; join unless a unique kind would conflict.
     started = time.perf_counter()
     parent = list(range(n))
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    blocks = _blocked(session)
+    blocked = _blocked_keys(session, sql, _blocked(session))
     report.links = int(_execute(session, "SELECT COUNT(*) FROM identity_links")[0][0])
-    a_low = (
-        f"({sql.c('ia.kind')} < {sql.c('ib.kind')} OR "
-        f"(ia.kind = ib.kind AND {sql.c('ia.value')} < {sql.c('ib.value')}))"
-    )
-    order = ", ".join(
-        f"CASE WHEN {a_low} THEN {sql.c(low)} ELSE {sql.c(high)} END DESC"
-        for low, high in (
-            ("ia.kind", "ib.kind"),
-            ("ia.value", "ib.value"),
-            ("ib.kind", "ia.kind"),
-            ("ib.value", "ia.value"),
-        )
-    )
-    links = _stream(
+    # The rule's order, on integers: the pair's lower then higher (kind, value) position
+    # stand for the CASE … COLLATE "C" comparisons of the two identifiers.
+    links = _copy_out(
         session,
         sql,
         f"""
-        SELECT pa.pos, pb.pos, l.decision, l.identifier_a_id, l.identifier_b_id,
-               l.observed_at, l.message_id
+        SELECT a.pos, b.pos, a.k, b.k, l.decision = 'linked'
         FROM identity_links l
-        JOIN identifiers ia ON ia.id = l.identifier_a_id
-        JOIN identifiers ib ON ib.id = l.identifier_b_id
-        JOIN rebuild_pos pa ON pa.id = ia.profile_id
-        JOIN rebuild_pos pb ON pb.id = ib.profile_id
-        ORDER BY l.observed_at DESC, {sql.c("l.message_id")} DESC, {order}
+        JOIN rebuild_ipos a ON a.id = l.identifier_a_id
+        JOIN rebuild_ipos b ON b.id = l.identifier_b_id
+        ORDER BY l.observed_at DESC, {sql.c("l.message_id")} DESC,
+                 {sql.least("a.k", "b.k")} DESC, {sql.greatest("a.k", "b.k")} DESC
         """,  # noqa: S608
+        ("int8", "int8", "int8", "int8", "bool"),
     )
-    decisions: list[tuple[str, str, str]] = []
-    for done, (pa, pb, decision, a_id, b_id, observed_at, message_id) in enumerate(links, 1):
-        if done % 100_000 == 0:
+    decisions: list[tuple[int, int, bool]] = []
+    refused = 0
+    done = 0
+    for done, (pa, pb, ka, kb, linked) in enumerate(links, 1):
+        if not done % 500_000:
             tell(PHASES[2], done, report.links)
-        refuse = False
-        block = blocks.get((a_id, b_id)) if blocks else None
-        if block is not None and (_as_datetime(observed_at), message_id) <= block:
+        if blocked and (ka, kb) in blocked:
             refuse = True
         else:
-            ra, rb = find(pa), find(pb)
+            # find(pa), find(pb) with path halving, inline (the hot loop).
+            ra = pa
+            while (up := parent[ra]) != ra:
+                parent[ra] = up = parent[up]
+                ra = up
+            rb = pb
+            while (up := parent[rb]) != rb:
+                parent[rb] = up = parent[up]
+                rb = up
+            refuse = False
             if ra != rb:
                 ua, ub = uniques.get(ra), uniques.get(rb)
                 if ua and ub and any(ub.get(k, v) != v for k, v in ua.items()):
@@ -317,14 +399,26 @@ def _rebuild(
                     if ua or ub:
                         uniques[keep] = {**(ua or {}), **(ub or {})}
                         uniques.pop(join, None)
-        wanted = "refused" if refuse else "linked"
-        report.refused_links += refuse
-        if wanted != decision:
-            decisions.append((a_id, b_id, wanted))
+        if refuse:
+            refused += 1
+            if linked:
+                decisions.append((ka, kb, False))
+        elif not linked:
+            decisions.append((ka, kb, True))
+    report.refused_links = refused
     tell(PHASES[2], report.links, report.links)
     report.seconds["resolve"] = time.perf_counter() - started
 
     started = time.perf_counter()
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
     roots = [find(i) for i in range(n)]
     parent = []  # freed: roots holds the answer
     report.clusters = sum(1 for i, r in enumerate(roots) if i == r)
@@ -336,7 +430,7 @@ def _rebuild(
         total = len(changed) + len(decisions)
         tell(PHASES[3], 0, total)
         _write_clusters(session, sql, [(ids[i], ids[roots[i]]) for i in changed])
-        _write_decisions(session, decisions)
+        _write_decisions(session, sql, decisions)
         tell(PHASES[3], total, total)
         if changed:
             _repoint(session, ids, current, roots, changed, report)
@@ -373,9 +467,11 @@ def _write_clusters(session: Session, sql: _Sql, rows: list[tuple[str, str]]) ->
     session.execute(stmt, [{"pid": pid, "cid": cid} for pid, cid in rows])
 
 
-def _write_decisions(session: Session, rows: list[tuple[str, str, str]]) -> None:
-    if not rows:
+def _write_decisions(session: Session, sql: _Sql, changed: list[tuple[int, int, bool]]) -> None:
+    if not changed:
         return
+    names = _ids_of(session, sql, {k for ka, kb, _ in changed for k in (ka, kb)})
+    rows = [(names[ka], names[kb], "linked" if linked else "refused") for ka, kb, linked in changed]
     table = _table(IdentityLink)
     stmt = (
         update(table)
