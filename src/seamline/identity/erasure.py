@@ -42,6 +42,7 @@ from seamline.identity.customer_models import (
 from seamline.identity.models import (
     Identifier,
     IdentityLink,
+    Profile,
     ProfileMerge,
     ProfileTrait,
     TrackedEvent,
@@ -381,22 +382,17 @@ def erase(
     )
     step("other domains")
 
-    session.add(
-        PrivacyRequest(
-            id=request_id,
-            kind="erase",
-            profile_id=profile.id,
-            cluster_id=profile.cluster_id,
-            profile_ids=members,
-            status="completed",
-            requested_by=by,
-            reason=reason,
-            requested_at=now,
-            completed_at=clock.now(),
-            summary=summary,
-        )
+    log_request(
+        session,
+        request_id,
+        "erase",
+        profile,
+        members,
+        by=by,
+        reason=reason,
+        requested_at=now,
+        summary=summary,
     )
-    session.flush()
     for channel, purpose in sorted(granted_before):
         emit(
             session,
@@ -722,3 +718,34 @@ def _drop_idempotency_records(
             )
         )
     return len(doomed)
+
+
+def log_request(
+    session: Session,
+    request_id: str,
+    kind: str,
+    profile: Profile,
+    members: list[str],
+    *,
+    by: str | None,
+    reason: str | None,
+    requested_at: datetime,
+    summary: dict[str, Any],
+) -> None:
+    """Record a completed privacy request: who asked, when, for which profiles, what was done."""
+    session.add(
+        PrivacyRequest(
+            id=request_id,
+            kind=kind,
+            profile_id=profile.id,
+            cluster_id=profile.cluster_id,
+            profile_ids=members,
+            status="completed",
+            requested_by=by,
+            reason=reason,
+            requested_at=requested_at,
+            completed_at=clock.now(),
+            summary=summary,
+        )
+    )
+    session.flush()

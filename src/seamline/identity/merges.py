@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from seamline.events.outbox import emit
 from seamline.identity import resolution
 from seamline.identity.models import Identifier, IdentityLink, ProfileMerge
 from seamline.identity.profiles import cluster_members, get_profile
@@ -108,21 +107,14 @@ def unmerge(
     resolution.resolve(session, sorted(side), trigger=trigger, rules=rules)
     joined = get_profile(session, merge.profile_id)
     into = get_profile(session, merge.into_profile_id)
-    emit(
+    resolution.emit_unmerged(
         session,
-        "profile.unmerged",
-        aggregate_type="profile",
-        aggregate_id=merge.profile_id,
-        payload={
-            "merge_id": merge.id,
-            "profile_id": merge.profile_id,
-            "from_profile_id": merge.into_profile_id,
-            "cluster_id": joined.cluster_id,
-            "from_cluster_id": into.cluster_id,
-            "reason": UNMERGED,
-            "detail": reason,
-            "by": by,
-        },
+        merge,
+        cluster_id=joined.cluster_id,
+        reason=UNMERGED,
+        detail=reason,
+        from_cluster_id=into.cluster_id,
+        by=by,
     )
     return Unmerged(merge.id, joined.id, joined.cluster_id, into.id, into.cluster_id)
 

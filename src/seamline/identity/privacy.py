@@ -37,6 +37,7 @@ from seamline.identity.erasure import (
     Progress,
     chunks,
     erase,
+    log_request,
     no_progress,
     on_erase,
 )
@@ -235,22 +236,17 @@ def export(
         )
     }
     summary["consent_changes"] = len(doc["consent"]["history"])
-    session.add(
-        PrivacyRequest(
-            id=request_id,
-            kind="export",
-            profile_id=profile.id,
-            cluster_id=profile.cluster_id,
-            profile_ids=members,
-            status="completed",
-            requested_by=by,
-            reason=None,
-            requested_at=now,
-            completed_at=clock.now(),
-            summary=summary,
-        )
+    log_request(
+        session,
+        request_id,
+        "export",
+        profile,
+        members,
+        by=by,
+        reason=None,
+        requested_at=now,
+        summary=summary,
     )
-    session.flush()
     PRIVACY_REQUESTS.labels(kind="export").inc()
     return Exported(request_id, doc)
 

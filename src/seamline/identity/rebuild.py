@@ -518,19 +518,12 @@ def _repoint(
         if a is None or b is None or roots[a] != roots[b] or find(a) == find(b):
             merge.undone_at, merge.undone_reason = now, REBUILD
             report.merges_undone += 1
-            emit(
+            resolution.emit_unmerged(
                 session,
-                "profile.unmerged",
-                aggregate_type="profile",
-                aggregate_id=merge.profile_id,
-                payload={
-                    "merge_id": merge.id,
-                    "profile_id": merge.profile_id,
-                    "from_profile_id": merge.into_profile_id,
-                    "cluster_id": ids[roots[a]] if a is not None else None,
-                    "reason": REBUILD,
-                    "detail": "identity rebuild: the two profiles are no longer one cluster",
-                },
+                merge,
+                cluster_id=ids[roots[a]] if a is not None else None,
+                reason=REBUILD,
+                detail="identity rebuild: the two profiles are no longer one cluster",
             )
         else:
             parent[find(a)] = find(b)

@@ -292,19 +292,12 @@ def _record_merges(
         a, b = merge.profile_id, merge.into_profile_id
         if canonical.get(a) != canonical.get(b) or b not in parent:
             merge.undone_at, merge.undone_reason = now, "superseded"
-            emit(
+            emit_unmerged(
                 session,
-                "profile.unmerged",
-                aggregate_type="profile",
-                aggregate_id=a,
-                payload={
-                    "merge_id": merge.id,
-                    "profile_id": a,
-                    "from_profile_id": b,
-                    "cluster_id": canonical[a],
-                    "reason": "superseded",
-                    "detail": "a more recent account claimed a shared identifier",
-                },
+                merge,
+                cluster_id=canonical[a],
+                reason="superseded",
+                detail="a more recent account claimed a shared identifier",
             )
         else:
             parent[find(a)] = find(b)
@@ -369,3 +362,31 @@ def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> 
     )
     rows = [{"i": ident, "f": f, "l": lt} for ident, (f, lt) in sorted(seen.items())]
     session.execute(stmt, rows)
+
+
+def emit_unmerged(
+    session: Session,
+    merge: ProfileMerge,
+    *,
+    cluster_id: str | None,
+    reason: str,
+    detail: str,
+    **extra: Any,
+) -> None:
+    """The ``profile.unmerged`` event for an undone merge pointer (by resolution, unmerge or
+    rebuild): ``profile_id`` left ``from_profile_id``'s cluster and is now in ``cluster_id``."""
+    emit(
+        session,
+        "profile.unmerged",
+        aggregate_type="profile",
+        aggregate_id=merge.profile_id,
+        payload={
+            "merge_id": merge.id,
+            "profile_id": merge.profile_id,
+            "from_profile_id": merge.into_profile_id,
+            "cluster_id": cluster_id,
+            "reason": reason,
+            "detail": detail,
+            **extra,
+        },
+    )
