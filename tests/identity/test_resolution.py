@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
@@ -182,7 +185,72 @@ def test_same_calls_give_same_clusters_in_any_order(
     _reset(db)
     _ingest_one_by_one(db, shuffled, "key_a")
     assert stored_partition(db) == expected
+    # A batch resolves once, after all its links: the same clusters as call by call.
+    _reset(db)
+    with db.transaction() as session:
+        batch = [wire.validate_call(call, None) for call in shuffled]
+        ingest.record_calls(session, batch, key_id="key_a", received_at=T0)
+    assert stored_partition(db) == expected
     # No cluster ever holds two user ids or two loyalty cards.
     for cluster in expected:
         for kind in ("user_id", "loyalty_card"):
             assert len([k for k, _ in cluster if k == kind]) <= 1
+
+
+def test_a_batch_credits_each_merge_to_the_call_that_brought_it(db: Database) -> None:
+    """One resolution per batch, yet every merge names the call whose link it rests on."""
+    calls = [
+        {"type": "page", "anonymousId": "a1", "messageId": "p1", "timestamp": at(0)},
+        {"type": "page", "anonymousId": "a2", "messageId": "p2", "timestamp": at(1)},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1"},
+        {"type": "alias", "userId": "u2", "previousId": "a2", "messageId": "al2"},
+    ]
+    calls[2]["timestamp"], calls[3]["timestamp"] = at(2), at(3)
+    with db.transaction() as session:
+        result = ingest.record_calls(
+            session, [wire.validate_call(c, None) for c in calls], key_id="k", received_at=T0
+        )
+    assert result.resolved == 2
+    recorded = {(m.trigger, m.trigger_message_id) for m in merges(db)}
+    assert recorded == {("identify", "i1"), ("alias", "al2")}
+    assert cluster_of(db, "anonymous_id", "a1") == cluster_of(db, "user_id", "u1")
+    assert cluster_of(db, "anonymous_id", "a2") == cluster_of(db, "user_id", "u2")
+    assert cluster_of(db, "user_id", "u1") != cluster_of(db, "user_id", "u2")
+    # Calls that only repeat a settled pair resolve nothing.
+    again = {"type": "track", "event": "Viewed", "userId": "u1", "anonymousId": "a1"}
+    with db.transaction() as session:
+        result = ingest.record_calls(
+            session,
+            [wire.validate_call({**again, "messageId": "t1", "timestamp": at(5)}, None)],
+            key_id="k",
+            received_at=T0,
+        )
+    assert result.resolved == 0
+    assert len(merges(db)) == 2
+
+
+@pytest.mark.postgres_only
+def test_concurrent_deliveries_of_one_message_store_it_once(db: Database) -> None:
+    """Both requests pass the duplicate check; the second one's COPY meets the first one's row
+    on the unique index, rolls back to its savepoint and lets ON CONFLICT decide."""
+    call = {"type": "track", "event": "Viewed", "anonymousId": "a1", "messageId": "same"}
+    incoming = [wire.validate_call({**call, "timestamp": at(0)}, None)]
+    first = db.sessions()
+    first.begin()
+    ingest.record_calls(first, incoming, key_id="k", received_at=T0)  # not committed yet
+    outcome: dict[str, ingest.IngestResult] = {}
+
+    def second() -> None:
+        with db.transaction() as session:
+            outcome["second"] = ingest.record_calls(session, incoming, key_id="k", received_at=T0)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)  # the second COPY now waits on the first transaction's index entry
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcome["second"].stored == []
+    assert outcome["second"].duplicates == 1
+    assert [e.message_id for e in events(db)] == ["same"]

@@ -13,14 +13,13 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, or_, select, tuple_
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from seamline.db.engine import EMITTED
-from seamline.events.models import Delivery, OutboxEvent
-from seamline.events.outbox import STREAM_CONSUMER, STREAM_ENABLED
-from seamline.events.registry import consumers_for
+from seamline.db import bulk
+from seamline.events import outbox
 from seamline.identity import normalize, privacy, resolution
 from seamline.identity.models import (
     NAME_MAX,
@@ -59,6 +58,7 @@ _CHUNK = 500
 class IngestResult:
     stored: list[str] = field(default_factory=list)  # tracked event ids
     duplicates: int = 0
+    resolved: int = 0  # calls whose links could change a cluster (resolved once, together)
 
 
 def corrected_timestamp(
@@ -92,8 +92,8 @@ def record_calls(
     come; a replayed call stores nothing and is still acknowledged.
 
     A batch is written in bulk — one duplicate check, one identifier lookup, one multi-row
-    insert each for new identifiers, events, traits and outbox rows — while identity is still
-    resolved call by call in batch order, so the result is the one per-call storage gives.
+    insert each for new identifiers, events, traits, links and outbox rows — and identity is
+    resolved once for the batch, which gives the clusters per-call resolution would.
     """
     result = IngestResult()
     prepared = _prepare(session, calls, key_id, received_at, rules, result)
@@ -107,13 +107,13 @@ def record_calls(
     links = _Links(session, kept, found, rules)
     seen: dict[str, tuple[datetime, datetime]] = {}
     for p in kept:
-        links.record(p, key_id)
+        links.record(p)
         for value in p.values:
             ident_id = found[value.key][0]
             first, last = seen.get(ident_id, (p.timestamp, p.timestamp))
             seen[ident_id] = (min(first, p.timestamp), max(last, p.timestamp))
         result.stored.append(p.event_id)
-    links.flush()
+    result.resolved = links.resolve(key_id)
     _emit_tracked(session, kept)
     resolution.touch_seen(session, seen)
     return result
@@ -186,7 +186,7 @@ def _prepare(
             session.scalars(
                 select(TrackedEvent.message_id).where(
                     TrackedEvent.write_key_id == key_id,
-                    TrackedEvent.message_id.in_(wanted[start : start + _CHUNK]),
+                    bulk.among(session, TrackedEvent.message_id, wanted[start : start + _CHUNK]),
                 )
             )
         )
@@ -233,7 +233,7 @@ def _lookup(session: Session, keys: Sequence[tuple[str, str]]) -> Found:
         chunk = wanted[start : start + _CHUNK]
         rows = session.execute(
             select(Identifier.kind, Identifier.value, Identifier.id, Identifier.profile_id).where(
-                tuple_(Identifier.kind, Identifier.value).in_(chunk)
+                bulk.among_pairs(session, (Identifier.kind, Identifier.value), chunk)
             )
         )
         found.update({(r[0], r[1]): (r[2], r[3]) for r in rows})
@@ -275,9 +275,8 @@ def _ensure_identifiers(session: Session, prepared: Sequence[_Prepared], key_id:
                     "last_seen": p.timestamp,
                 }
             )
-    session.flush()
-    session.execute(insert(_table(Profile)), profiles)
-    session.execute(insert(_table(Identifier)), identifiers)
+    bulk.copy_rows(session, _table(Profile), profiles)
+    bulk.copy_rows(session, _table(Identifier), identifiers)
     return found
 
 
@@ -300,7 +299,17 @@ def _insert_events(
         p.name = row["name"]
         rows.append(row)
     table = _table(TrackedEvent)
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    if bulk.is_postgres(session):
+        # COPY, in a savepoint: a concurrent delivery of one of these messages (it passed the
+        # duplicate check too) makes it fail on the unique index, and the insert below decides.
+        try:
+            with session.begin_nested():
+                bulk.copy_rows(session, table, rows)
+        except IntegrityError:
+            pass
+        else:
+            return {row["id"] for row in rows}
+    module: Any = postgresql if bulk.is_postgres(session) else sqlite
     stmt = (
         module.insert(table)
         .on_conflict_do_nothing(index_elements=["write_key_id", "message_id"])
@@ -328,19 +337,17 @@ def _insert_traits(session: Session, kept: Sequence[_Prepared]) -> None:
         for name, value in p.incoming.call.traits.items()
         if len(name) <= NAME_MAX
     ]
-    if rows:
-        session.execute(insert(_table(ProfileTrait)), rows)
+    bulk.copy_rows(session, _table(ProfileTrait), rows)
 
 
 class _Links:
-    """The batch's co-occurrence pairs, checked against the stored links in one query; a call
-    only re-resolves when it brings a new pair or a more recent observation of one that can
-    change a cluster.
+    """The batch's co-occurrence pairs, checked against the stored links in one query.
 
-    Newer observations are written in bulk: stored links are updated on their ORM rows (one
-    flush) and new ones are kept until ``flush`` inserts them in one statement — before any
-    resolution reads the graph, and at the end of the batch. Clusters are read once per batch
-    (again after a resolution), so the settled check costs no query per call.
+    Newer observations are written in bulk: stored links are updated on their ORM rows and
+    new ones inserted in one statement at the end of the batch. Then the batch resolves
+    **once**, around the calls whose pairs could change a cluster — the rule gives the same
+    clusters whatever order the edges arrive in (rules.py; a property test proves it), so one
+    resolution after all the batch's edges equals one per call, at a fraction of the cost.
     """
 
     def __init__(
@@ -355,10 +362,8 @@ class _Links:
         self.rows: dict[tuple[str, str], IdentityLink] = {}
         self.known = self._load(self._all_pairs())
         self.locked = False
-        self.settled: dict[str, bool] = {}
         self.new: dict[tuple[str, str], tuple[datetime, str]] = {}  # not inserted yet
-        self.inserted: set[tuple[str, str]] = set()  # inserted by this batch
-        self.clusters: dict[str, str] | None = None  # identifier id -> cluster id
+        self.changed: list[tuple[_Prepared, list[str]]] = []  # calls with newer observations
 
     def _all_pairs(self) -> list[tuple[str, str]]:
         return sorted({pair for pairs in self.pairs.values() for pair in pairs})
@@ -373,8 +378,10 @@ class _Links:
             rows = self.session.scalars(
                 select(IdentityLink)
                 .where(
-                    tuple_(IdentityLink.identifier_a_id, IdentityLink.identifier_b_id).in_(
-                        pairs[start : start + _CHUNK]
+                    bulk.among_pairs(
+                        self.session,
+                        (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id),
+                        pairs[start : start + _CHUNK],
                     )
                 )
                 .execution_options(populate_existing=True)
@@ -390,7 +397,8 @@ class _Links:
     ) -> list[tuple[str, str]]:
         return [pair for pair in pairs if pair not in self.known or self.known[pair] < observed]
 
-    def record(self, p: _Prepared, key_id: str) -> None:
+    def record(self, p: _Prepared) -> None:
+        """Note the call's pairs that are new or observed more recently than stored."""
         pairs = self.pairs.get(p.event_id)
         if not pairs:
             return
@@ -402,40 +410,21 @@ class _Links:
             resolution.lock_graph(self.session)
             self.locked = True
             self.known = self._load(self._all_pairs())
-            stale = self._stale(pairs, observed)
-            if not stale:
-                return
-        else:
-            stale = self._stale(pairs, observed)
-        self._observe(stale, observed)
-        linking = sorted({a for pair in pairs for a in pair})
-        if self._settled(linking):
+        stale = self._stale(pairs, observed)
+        if not stale:
             return
-        self.flush()  # resolution reads the links from the database
-        self.settled.clear()  # clusters may change below
-        self.clusters = None
-        trigger = resolution.Trigger(p.incoming.call_type, p.message_id, key_id)
-        resolution.resolve(self.session, linking, trigger=trigger, rules=self.rules)
-
-    def _observe(self, stale: Sequence[tuple[str, str]], observed: tuple[datetime, str]) -> None:
-        """``resolution.record_links`` for these pairs, deferred: what it stores, in bulk."""
         for pair in stale:
             self.known[pair] = observed
-            if pair in self.new:
-                self.new[pair] = max(self.new[pair], observed)
-                continue
             link = self.rows.get(pair)
-            if link is None and pair in self.inserted:
-                link = self.session.get(IdentityLink, pair)
-                if link is not None:
-                    self.rows[pair] = link
             if link is None:
-                self.new[pair] = observed
+                self.new[pair] = max(self.new.get(pair, observed), observed)
             elif (link.observed_at, link.message_id) < observed:
                 link.observed_at, link.message_id = observed
+        self.changed.append((p, sorted({a for pair in pairs for a in pair})))
 
-    def flush(self) -> None:
-        """Insert the new links in one statement (and flush the updated ones)."""
+    def resolve(self, key_id: str) -> int:
+        """Store the observations, then resolve once around every call that could move a
+        profile; returns how many calls needed it (0: no resolution ran)."""
         if self.new:
             rows = [
                 {
@@ -447,110 +436,94 @@ class _Links:
                 }
                 for (a, b), (observed_at, message_id) in sorted(self.new.items())
             ]
-            self.session.flush()
-            self.session.execute(insert(_table(IdentityLink)), rows)
-            self.inserted.update(self.new)
+            bulk.copy_rows(self.session, _table(IdentityLink), rows)
             self.new = {}
         self.session.flush()
-
-    def _settled(self, identifier_ids: Sequence[str]) -> bool:
-        """Whether re-resolving around these identifiers can change nothing: they are all in
-        one cluster, and no refused (or blocked) link touches it.
-
-        Then their component is that cluster and holds at most one value of each unique kind,
-        so the rule accepts (or skips) every edge in any order — a new or more recent
-        observation inside it moves no profile, refuses no link and adds no merge. The answer
-        is kept per cluster until a resolution runs.
-        """
-        if self.clusters is None:
-            ids = sorted({a for pair in self._all_pairs() for a in pair})
-            self.clusters = {}
-            for start in range(0, len(ids), _CHUNK):
-                rows = self.session.execute(
-                    select(Identifier.id, Profile.cluster_id)
-                    .join(Profile, Profile.id == Identifier.profile_id)
-                    .where(Identifier.id.in_(ids[start : start + _CHUNK]))
-                )
-                self.clusters.update((row[0], row[1]) for row in rows)
-        clusters = {self.clusters.get(i) for i in identifier_ids}
-        if len(clusters) != 1:
-            return False
-        cluster = clusters.pop()
-        if cluster is None:
-            return False
-        if cluster not in self.settled:
-            self.settled[cluster] = _unrefused(self.session, cluster)
-        return self.settled[cluster]
-
-
-def _unrefused(session: Session, cluster: str) -> bool:
-    """Whether no refused link touches a member of the cluster."""
-    members = (
-        select(Identifier.id)
-        .join(Profile, Profile.id == Identifier.profile_id)
-        .where(Profile.cluster_id == cluster)
-    )
-    refused = session.scalar(
-        select(IdentityLink.identifier_a_id)
-        .where(
-            IdentityLink.decision == "refused",
-            or_(
-                IdentityLink.identifier_a_id.in_(members),
-                IdentityLink.identifier_b_id.in_(members),
-            ),
+        if not self.changed:
+            return 0
+        clusters = _clusters(self.session, sorted({a for _, ids in self.changed for a in ids}))
+        settled = _unrefused(
+            self.session,
+            sorted({clusters[ids[0]] for _, ids in self.changed if ids[0] in clusters}),
         )
-        .limit(1)
-    )
-    return refused is None
+        seeds: set[str] = set()
+        triggers: dict[str, resolution.Trigger] = {}
+        for p, ids in self.changed:
+            # Settled: one cluster no refused (or blocked) link touches. Its component is that
+            # cluster, holding at most one value of each unique kind, so the rule accepts every
+            # edge in any order — a new observation inside it moves no profile, refuses no link
+            # and adds no merge. (A call joining it to another cluster brings it in anyway.)
+            owners = {clusters.get(i) for i in ids}
+            if len(owners) == 1 and owners <= settled:
+                continue
+            seeds.update(ids)
+            triggers.setdefault(
+                p.message_id, resolution.Trigger(p.incoming.call_type, p.message_id, key_id)
+            )
+        if seeds:
+            first = next(iter(triggers.values()))
+            resolution.resolve(
+                self.session, sorted(seeds), trigger=first, triggers=triggers, rules=self.rules
+            )
+        return len(triggers)
+
+
+def _clusters(session: Session, identifier_ids: Sequence[str]) -> dict[str, str]:
+    """Identifier id -> the cluster of its profile."""
+    found: dict[str, str] = {}
+    for start in range(0, len(identifier_ids), _CHUNK):
+        rows = session.execute(
+            select(Identifier.id, Profile.cluster_id)
+            .join(Profile, Profile.id == Identifier.profile_id)
+            .where(bulk.among(session, Identifier.id, identifier_ids[start : start + _CHUNK]))
+        )
+        found.update((row[0], row[1]) for row in rows)
+    return found
+
+
+def _unrefused(session: Session, clusters: Sequence[str]) -> set[str]:
+    """The clusters no refused link touches (two queries per 500 clusters: either end)."""
+    touched: set[str] = set()
+    for start in range(0, len(clusters), _CHUNK):
+        chunk = clusters[start : start + _CHUNK]
+        for end in (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id):
+            touched.update(
+                session.scalars(
+                    select(Profile.cluster_id)
+                    .distinct()
+                    .join(Identifier, Identifier.profile_id == Profile.id)
+                    .join(IdentityLink, end == Identifier.id)
+                    .where(
+                        bulk.among(session, Profile.cluster_id, chunk),
+                        IdentityLink.decision == "refused",
+                    )
+                )
+            )
+    return set(clusters) - touched
 
 
 def _emit_tracked(session: Session, kept: Sequence[_Prepared]) -> None:
-    """``customer.event_tracked`` for every stored call, as ``outbox.emit`` writes it, in two
-    multi-row inserts (the events, then their deliveries) instead of two per call."""
-    if not kept:
-        return
-    now = clock.now()
-    events = _table(OutboxEvent)
-    rows = [
-        {
-            "id": new_id("evt"),
-            "type": EVENT_TRACKED,
-            "aggregate_type": "profile",
-            "aggregate_id": p.profile_id,
-            "payload": {
-                "event_id": p.event_id,
-                "message_id": p.message_id,
-                "type": p.incoming.call_type,
-                "name": p.name,
-                "profile_id": p.profile_id,
-                "timestamp": p.timestamp.isoformat(),
-                "channel": p.channel,
-            },
-            "created_at": now,
-        }
-        for p in kept
-    ]
-    stmt = insert(events).returning(events.c.seq, sort_by_parameter_order=True)
-    seqs = list(session.execute(stmt, rows).scalars())
-    names = [c.name for c in consumers_for(EVENT_TRACKED)]
-    if session.info.get(STREAM_ENABLED):
-        names.append(STREAM_CONSUMER)
-    if names:
-        deliveries = [
-            {
-                "event_seq": seq,
-                "consumer": name,
-                "aggregate_key": f"profile:{p.profile_id}",
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for seq, p in zip(seqs, kept, strict=True)
-            for name in names
-        ]
-        session.execute(insert(_table(Delivery)), deliveries)
-    session.info[EMITTED] = True
+    """``customer.event_tracked`` for every stored call, in two multi-row inserts."""
+    outbox.emit_many(
+        session,
+        [
+            outbox.Pending(
+                EVENT_TRACKED,
+                "profile",
+                p.profile_id,
+                {
+                    "event_id": p.event_id,
+                    "message_id": p.message_id,
+                    "type": p.incoming.call_type,
+                    "name": p.name,
+                    "profile_id": p.profile_id,
+                    "timestamp": p.timestamp.isoformat(),
+                    "channel": p.channel,
+                },
+            )
+            for p in kept
+        ],
+    )
 
 
 def _event_row(

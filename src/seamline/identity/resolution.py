@@ -8,7 +8,7 @@ decisions, merge pointers added or superseded, and a ``profile.merged`` /
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -16,8 +16,9 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, case, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from seamline.db import bulk
 from seamline.db.dialect import lock_for_transaction
-from seamline.events.outbox import emit
+from seamline.events.outbox import Pending, emit_many
 from seamline.identity.models import Identifier, IdentityLink, Profile, ProfileMerge
 from seamline.identity.normalize import IdentifierValue
 from seamline.identity.rules import DEFAULT_RULES, Edge, IdentityRules, Key, partition
@@ -59,7 +60,9 @@ def find_identifiers(session: Session, keys: Iterable[Key]) -> dict[Key, Identif
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         rows = session.scalars(
-            select(Identifier).where(tuple_(Identifier.kind, Identifier.value).in_(chunk))
+            select(Identifier).where(
+                bulk.among_pairs(session, (Identifier.kind, Identifier.value), chunk)
+            )
         )
         found.update({(r.kind, r.value): r for r in rows})
     return found
@@ -154,8 +157,8 @@ def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[I
             found = session.scalars(
                 select(IdentityLink).where(
                     or_(
-                        IdentityLink.identifier_a_id.in_(chunk),
-                        IdentityLink.identifier_b_id.in_(chunk),
+                        bulk.among(session, IdentityLink.identifier_a_id, chunk),
+                        bulk.among(session, IdentityLink.identifier_b_id, chunk),
                     )
                 )
             )
@@ -168,7 +171,9 @@ def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[I
             siblings = session.scalars(
                 select(Identifier.id).where(
                     Identifier.profile_id.in_(
-                        select(Identifier.profile_id).where(Identifier.id.in_(chunk))
+                        select(Identifier.profile_id).where(
+                            bulk.among(session, Identifier.id, chunk)
+                        )
                     )
                 )
             )
@@ -185,18 +190,23 @@ def resolve(
     *,
     trigger: Trigger,
     rules: IdentityRules = DEFAULT_RULES,
+    triggers: Mapping[str, Trigger] | None = None,
 ) -> None:
     """Recompute the clusters of the component around identifier ids ``seeds``.
 
     Every profile that could change cluster is in that component (a cluster is connected by
     its links), so nothing outside it is read or written. Callers hold the graph lock.
+    A merge is credited to the call that observed its edge when ``triggers`` (by message id)
+    knows it, else to ``trigger``.
     """
     identifier_ids, links = _component(session, seeds)
     identifiers: list[Identifier] = []
     ids = sorted(identifier_ids)
     for start in range(0, len(ids), _CHUNK):
         identifiers += session.scalars(
-            select(Identifier).where(Identifier.id.in_(ids[start : start + _CHUNK]))
+            select(Identifier).where(
+                bulk.among(session, Identifier.id, ids[start : start + _CHUNK])
+            )
         )
     by_id = {i.id: i for i in identifiers}
     members: dict[str, list[Key]] = {}
@@ -229,11 +239,15 @@ def resolve(
         refuse = pair in blocked or (edge.a, edge.b) in refused
         link.decision = "refused" if refuse else "linked"
 
-    profiles = list(session.scalars(select(Profile).where(Profile.id.in_(sorted(members)))))
+    profiles = list(
+        session.scalars(select(Profile).where(bulk.among(session, Profile.id, sorted(members))))
+    )
     for profile in profiles:
         if profile.cluster_id != result.canonical[profile.id]:
             profile.cluster_id = result.canonical[profile.id]
-    _record_merges(session, result.canonical, result.accepted, trigger=trigger)
+    _record_merges(
+        session, result.canonical, result.accepted, trigger=trigger, triggers=triggers or {}
+    )
     session.flush()
 
 
@@ -248,7 +262,10 @@ def blocked_links(
         undone = session.scalars(
             select(ProfileMerge).where(
                 ProfileMerge.undone_reason == "unmerged",
-                or_(ProfileMerge.profile_id.in_(chunk), ProfileMerge.into_profile_id.in_(chunk)),
+                or_(
+                    bulk.among(session, ProfileMerge.profile_id, chunk),
+                    bulk.among(session, ProfileMerge.into_profile_id, chunk),
+                ),
             )
         )
         for merge in undone:
@@ -266,6 +283,7 @@ def _record_merges(
     accepted: Sequence[tuple[Edge, str, str]],
     *,
     trigger: Trigger,
+    triggers: Mapping[str, Trigger],
 ) -> None:
     """Keep the merge pointers in step with the clusters, changing as few as possible.
 
@@ -276,7 +294,10 @@ def _record_merges(
     active = list(
         session.scalars(
             select(ProfileMerge)
-            .where(ProfileMerge.profile_id.in_(sorted(canonical)), ProfileMerge.undone_at.is_(None))
+            .where(
+                bulk.among(session, ProfileMerge.profile_id, sorted(canonical)),
+                ProfileMerge.undone_at.is_(None),
+            )
             .order_by(ProfileMerge.id)
         )
     )
@@ -288,16 +309,18 @@ def _record_merges(
             pid = parent[pid]
         return pid
 
+    events: list[Pending] = []
     for merge in active:
         a, b = merge.profile_id, merge.into_profile_id
         if canonical.get(a) != canonical.get(b) or b not in parent:
             merge.undone_at, merge.undone_reason = now, "superseded"
-            emit_unmerged(
-                session,
-                merge,
-                cluster_id=canonical[a],
-                reason="superseded",
-                detail="a more recent account claimed a shared identifier",
+            events.append(
+                unmerged_event(
+                    merge,
+                    cluster_id=canonical[a],
+                    reason="superseded",
+                    detail="a more recent account claimed a shared identifier",
+                )
             )
         else:
             parent[find(a)] = find(b)
@@ -305,6 +328,7 @@ def _record_merges(
         if find(joined) == find(into):
             continue
         parent[find(joined)] = find(into)
+        cause = triggers.get(edge.message_id, trigger)
         evidence = {
             "identifiers": [list(edge.a), list(edge.b)],
             "observed_at": edge.observed_at.isoformat(),
@@ -315,29 +339,31 @@ def _record_merges(
             profile_id=joined,
             into_profile_id=into,
             cluster_id=canonical[into],
-            trigger=trigger.call,
-            trigger_message_id=trigger.message_id,
-            triggered_by=trigger.key_id,
-            reason=trigger.reason or f"shared {edge.a[0]} and {edge.b[0]} in one call",
+            trigger=cause.call,
+            trigger_message_id=cause.message_id,
+            triggered_by=cause.key_id,
+            reason=cause.reason or f"shared {edge.a[0]} and {edge.b[0]} in one call",
             evidence=evidence,
             created_at=now,
         )
         session.add(merge)
-        emit(
-            session,
-            "profile.merged",
-            aggregate_type="profile",
-            aggregate_id=joined,
-            payload={
-                "merge_id": merge.id,
-                "profile_id": joined,
-                "into_profile_id": into,
-                "cluster_id": canonical[into],
-                "reason": merge.reason,
-                "evidence": evidence,
-                "trigger": {"call": trigger.call, "message_id": trigger.message_id},
-            },
+        events.append(
+            Pending(
+                "profile.merged",
+                "profile",
+                joined,
+                {
+                    "merge_id": merge.id,
+                    "profile_id": joined,
+                    "into_profile_id": into,
+                    "cluster_id": canonical[into],
+                    "reason": merge.reason,
+                    "evidence": evidence,
+                    "trigger": {"call": cause.call, "message_id": cause.message_id},
+                },
+            )
         )
+    emit_many(session, events)
 
 
 def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> None:
@@ -373,14 +399,23 @@ def emit_unmerged(
     detail: str,
     **extra: Any,
 ) -> None:
+    """Emit ``unmerged_event`` now."""
+    emit_many(
+        session,
+        [unmerged_event(merge, cluster_id=cluster_id, reason=reason, detail=detail, **extra)],
+    )
+
+
+def unmerged_event(
+    merge: ProfileMerge, *, cluster_id: str | None, reason: str, detail: str, **extra: Any
+) -> Pending:
     """The ``profile.unmerged`` event for an undone merge pointer (by resolution, unmerge or
     rebuild): ``profile_id`` left ``from_profile_id``'s cluster and is now in ``cluster_id``."""
-    emit(
-        session,
+    return Pending(
         "profile.unmerged",
-        aggregate_type="profile",
-        aggregate_id=merge.profile_id,
-        payload={
+        "profile",
+        merge.profile_id,
+        {
             "merge_id": merge.id,
             "profile_id": merge.profile_id,
             "from_profile_id": merge.into_profile_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 
@@ -9,6 +10,11 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Codes read aloud over a phone or a counter: no 0/O, 1/I/L, 2/Z, 5/S, 8/B look-alikes.
 READ_ALOUD_ALPHABET = "34679ACDEFGHJKMNPQRTVWXY"
+
+
+# base64's RFC 4648 base32 alphabet, mapped onto Crockford's (lower case, as ids are written).
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.lower().encode())
+_millis_text: tuple[int, str] = (-1, "")
 
 
 def _b32(value: int, width: int) -> str:
@@ -24,9 +30,13 @@ def new_id(prefix: str) -> str:
 
     Ids sort by creation time, which keeps B-tree inserts local and makes cursors cheap.
     """
+    global _millis_text
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(secrets.token_bytes(10), "big")
-    return f"{prefix}_{_b32(millis, 10)}{_b32(rand, 16)}".lower()
+    if _millis_text[0] != millis:
+        _millis_text = (millis, _b32(millis, 10).lower())
+    # 80 random bits are exactly 16 base32 digits, most significant first, as _b32 writes them.
+    rand = base64.b32encode(secrets.token_bytes(10)).translate(_FROM_RFC4648).decode()
+    return f"{prefix.lower()}_{_millis_text[1]}{rand}"
 
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
