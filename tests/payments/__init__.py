@@ -1,0 +1,1 @@
+"""Payment providers: the contract, the till, the sandbox PSP and the Stripe adapter."""
