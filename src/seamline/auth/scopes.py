@@ -19,12 +19,17 @@ SCOPES: dict[str, str] = {
     "privacy:write": "Erase customers (right to erasure)",
     "carts:read": "Read carts",
     "carts:write": "Create and change carts",
-    "orders:read": "Read orders",
-    "orders:write": "Place and change orders",
+    "orders:read": "Read orders, fulfilments, payments and returns",
+    "orders:write": "Place, fulfil, cancel and refund orders; take returns",
+    "checkout:write": "Check out a cart (a publishable key pays with a provider token)",
+    "pricing:read": "Read promotions, tax rates and shipping rates",
+    "pricing:write": "Change promotions, tax rates and shipping rates",
 }
 
 # Publishable keys live in browsers and apps: storefront reads and cart operations only.
-PUBLISHABLE_SCOPES = frozenset({"catalog:read", "inventory:read", "carts:read", "carts:write"})
+PUBLISHABLE_SCOPES = frozenset(
+    {"catalog:read", "inventory:read", "carts:read", "carts:write", "checkout:write"}
+)
 # Event write keys only send tracking events.
 EVENT_SCOPES = frozenset({"events:write"})
 

@@ -2,6 +2,7 @@
 
 from seamline.api.idempotency import IdempotencyRecord
 from seamline.auth.models import ApiKey
+from seamline.carts.models import Cart, CartLine, SavedList, SavedListItem
 from seamline.catalog.models import (
     Collection,
     CollectionProduct,
@@ -12,6 +13,7 @@ from seamline.catalog.models import (
 )
 from seamline.channels.models import Channel
 from seamline.db.base import Base
+from seamline.db.sequences import Counter
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
 from seamline.identity.customer_models import (
     ChannelActivity,
@@ -34,27 +36,48 @@ from seamline.identity.models import (
     TrackedEvent,
 )
 from seamline.inventory.models import Location, Reservation, StockLevel, StockMovement
+from seamline.orders.models import (
+    Checkout,
+    FulfilmentGroup,
+    Order,
+    OrderHistory,
+    OrderLine,
+    Return,
+    ReturnLine,
+)
+from seamline.payments.models import Payment, PaymentWebhookEvent, Refund
+from seamline.pricing.models import Promotion, PromotionUsage, ShippingRate, TaxRate, TaxSettings
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
+    "Cart",
+    "CartLine",
     "Channel",
     "ChannelActivity",
+    "Checkout",
     "Collection",
     "CollectionProduct",
     "Consent",
     "ConsentChange",
+    "Counter",
     "CustomerOrder",
     "Delivery",
     "DuplicateDecision",
     "ErasedIdentifier",
+    "FulfilmentGroup",
     "IdempotencyRecord",
     "Identifier",
     "IdentityLink",
     "Listing",
     "Location",
+    "Order",
+    "OrderHistory",
+    "OrderLine",
     "OutboxEvent",
+    "Payment",
+    "PaymentWebhookEvent",
     "Price",
     "PrivacyRequest",
     "Product",
@@ -63,9 +86,19 @@ __all__ = [
     "ProfileMetric",
     "ProfilePreference",
     "ProfileTrait",
+    "Promotion",
+    "PromotionUsage",
+    "Refund",
     "Reservation",
+    "Return",
+    "ReturnLine",
+    "SavedList",
+    "SavedListItem",
+    "ShippingRate",
     "StockLevel",
     "StockMovement",
+    "TaxRate",
+    "TaxSettings",
     "TimelineEntry",
     "Timer",
     "TrackedEvent",

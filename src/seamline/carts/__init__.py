@@ -1,0 +1,1 @@
+"""Carts on every channel, share codes, cart merge, saved lists."""

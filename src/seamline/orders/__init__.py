@@ -1,0 +1,1 @@
+"""Checkout, orders, fulfilment and routing, pick-up, tracking, returns."""
