@@ -111,6 +111,8 @@ def create_app(
 
 
 def _include_routers(app: FastAPI) -> None:
+    from seamline.carts.api import router as carts
+    from seamline.carts.lists_api import router as saved_lists
     from seamline.catalog.api import router as catalog
     from seamline.channels.api import router as channels
     from seamline.events.api import router as events
@@ -123,6 +125,11 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.inventory.availability_api import router as availability
     from seamline.inventory.stock_api import router as stock
     from seamline.inventory.stream_api import router as stock_stream
+    from seamline.orders.api import router as orders
+    from seamline.orders.checkout_api import router as checkout
+    from seamline.orders.returns_api import router as returns
+    from seamline.payments.api import router as payments
+    from seamline.pricing.api import router as pricing
 
     for router in (
         channels,
@@ -136,6 +143,13 @@ def _include_routers(app: FastAPI) -> None:
         consent,
         privacy,
         duplicates,
+        pricing,
+        carts,
+        saved_lists,
+        checkout,
+        orders,
+        returns,
+        payments,
     ):
         app.include_router(router, prefix=API_PREFIX)
     # Segment-compatible paths (/v1/track …) have no /api/v1 prefix: clients append them to a host.

@@ -18,6 +18,8 @@ HANDLER_MODULES = (
     "seamline.channels.handlers",
     "seamline.inventory.handlers",
     "seamline.identity.handlers",
+    "seamline.carts.handlers",
+    "seamline.orders.handlers",
 )
 
 

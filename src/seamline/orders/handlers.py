@@ -1,0 +1,3 @@
+"""Event reactions of the orders domain."""
+
+from __future__ import annotations
