@@ -3,15 +3,22 @@
 - write: N transactions that each insert one business row plus ``emit`` (event + deliveries),
   against N transactions that each insert the same business row alone.
 - deliver: the worker draining N events to a no-op handler, against a raw loop that marks the
-  same number of rows done in batches of the worker's size.
+  same number of rows done in batches of the worker's size. Both also report the client's CPU
+  time and the statements sent per delivery (through SQLAlchemy: the driver's implicit
+  ``BEGIN``/``COMMIT`` on PostgreSQL are not counted, ``SAVEPOINT``/``RELEASE`` are).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from sqlalchemy import Integer, String, delete, insert, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bench.common import fresh_database, progress, show, timed
@@ -32,6 +39,44 @@ class BenchRow(Base):
 @on("bench.*", name="bench.noop")
 def _noop(session: Session, event: Event) -> None:
     """A handler that does nothing: the measured cost is the worker's own."""
+
+
+FLAKY = "bench.flaky"
+FAIL_EVERY = 100
+_failed_once: set[str] = set()
+
+
+# Never matched by an emitted type: the flaky phase re-points the bench's delivery rows to it.
+@on("bench.never", name=FLAKY)
+def _flaky(session: Session, event: Event) -> None:
+    """A no-op that fails the first attempt of every ``FAIL_EVERY``-th event."""
+    if event.payload["n"] % FAIL_EVERY == 0 and event.id not in _failed_once:
+        _failed_once.add(event.id)
+        raise RuntimeError("flaky")
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[dict[str, float]]:
+    """Statements sent and client CPU seconds spent inside the block."""
+    seen: dict[str, float] = {"statements": 0, "cpu_s": 0.0}
+
+    def count(*_: Any) -> None:
+        seen["statements"] += 1
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    started = time.process_time()
+    try:
+        yield seen
+    finally:
+        seen["cpu_s"] = time.process_time() - started
+        sa_event.remove(engine, "before_cursor_execute", count)
+
+
+def measured(engine: Engine, fn: Callable[[], object]) -> tuple[float, dict[str, float]]:
+    """Wall seconds of ``fn`` plus its statements and client CPU."""
+    with counting(engine) as seen:
+        wall = timed(fn)
+    return wall, seen
 
 
 def run(backend: str, postgres_url: str | None, *, events: int, console: Console) -> dict[str, Any]:
@@ -80,7 +125,7 @@ def run(backend: str, postgres_url: str | None, *, events: int, console: Console
                         break
                     bar.advance(task, done)
 
-            deliver_s = timed(deliver)
+            deliver_s, deliver_cost = measured(db.engine, deliver)
 
             # Baseline: the same rows marked done in batches, with no ordering check or handler.
             with db.transaction() as s:
@@ -105,7 +150,18 @@ def run(backend: str, postgres_url: str | None, *, events: int, console: Console
                         )
                     bar.advance(task, len(ids))
 
-            raw_deliver_s = timed(raw_deliver)
+            raw_deliver_s, raw_cost = measured(db.engine, raw_deliver)
+
+            # The same rows again, now to a handler that fails one event in FAIL_EVERY once:
+            # what splitting batches costs. The failed ones wait for their retry (not timed).
+            with db.transaction() as s:
+                s.execute(
+                    update(Delivery).values(
+                        status="pending", attempts=0, consumer=FLAKY, done_at=None
+                    )
+                )
+            task = bar.add_task(f"[{backend}] worker, 1 in {FAIL_EVERY} failing", total=events)
+            flaky_s, flaky_cost = measured(db.engine, deliver)
 
     result = {
         "events": events,
@@ -113,6 +169,13 @@ def run(backend: str, postgres_url: str | None, *, events: int, console: Console
         "insert_plus_emit_tx_per_s": events / outbox_s,
         "worker_events_per_s": events / deliver_s,
         "raw_batch_update_rows_per_s": events / raw_deliver_s,
+        "worker_cpu_us_per_event": deliver_cost["cpu_s"] / events * 1e6,
+        "worker_statements_per_event": deliver_cost["statements"] / events,
+        "raw_cpu_us_per_row": raw_cost["cpu_s"] / events * 1e6,
+        "raw_statements_per_row": raw_cost["statements"] / events,
+        "worker_flaky_events_per_s": events / flaky_s,
+        "worker_flaky_cpu_us_per_event": flaky_cost["cpu_s"] / events * 1e6,
+        "worker_flaky_statements_per_event": flaky_cost["statements"] / events,
     }
     show(
         console,
@@ -124,11 +187,25 @@ def run(backend: str, postgres_url: str | None, *, events: int, console: Console
                 result["insert_plus_emit_tx_per_s"],
                 f"{outbox_s / raw_s:.2f}x the baseline's time",
             ),
-            ("raw batch update of 50", result["raw_batch_update_rows_per_s"], "baseline"),
+            (
+                "raw batch update of 50",
+                result["raw_batch_update_rows_per_s"],
+                f"baseline; {result['raw_cpu_us_per_row']:.0f} µs CPU and"
+                f" {result['raw_statements_per_row']:.2f} statements per row",
+            ),
             (
                 "worker delivery to a no-op handler",
                 result["worker_events_per_s"],
-                f"{deliver_s / raw_deliver_s:.2f}x the baseline's time",
+                f"{deliver_s / raw_deliver_s:.2f}x the baseline's time;"
+                f" {result['worker_cpu_us_per_event']:.0f} µs CPU and"
+                f" {result['worker_statements_per_event']:.2f} statements per event",
+            ),
+            (
+                f"worker delivery, 1 handler call in {FAIL_EVERY} failing",
+                result["worker_flaky_events_per_s"],
+                f"{flaky_s / raw_deliver_s:.2f}x the baseline's time;"
+                f" {result['worker_flaky_cpu_us_per_event']:.0f} µs CPU and"
+                f" {result['worker_flaky_statements_per_event']:.2f} statements per event",
             ),
         ],
     )

@@ -8,6 +8,7 @@ duplicate effect would be visible.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -33,6 +35,8 @@ from seamline.settings import Settings, get_settings
 RECORDER = "test.outbox.recorder"
 MUTATOR = "test.outbox.mutator"
 CONCURRENT = "test.outbox.concurrent"
+SWALLOWER = "test.outbox.swallower"
+DUPER = "test.outbox.duper"
 EFFECTS = "test_outbox_effects"
 
 
@@ -44,6 +48,8 @@ class WorkerCrash(BaseException):
 CALLS: list[tuple[str, bool, dict[str, Any]]] = []
 # How many times each event has failed so far (kept outside the database on purpose).
 FAILED: dict[str, int] = {}
+# How many times the recorder has been called per event (``fail_calls`` picks calls that fail).
+CALLED: dict[str, int] = {}
 CRASHED: set[str] = set()
 
 
@@ -65,6 +71,10 @@ def record(session: Session, event: Event) -> None:
     if event.payload.get("crash") and event.id not in CRASHED:
         CRASHED.add(event.id)
         raise WorkerCrash(key)
+    CALLED[event.id] = CALLED.get(event.id, 0) + 1
+    if CALLED[event.id] in event.payload.get("fail_calls", ()):
+        CALLS.append((key, False, seen))
+        raise RuntimeError(f"flaky {key}")
     failed = FAILED.get(event.id, 0)
     if failed < int(event.payload.get("fail", 0)):
         FAILED[event.id] = failed + 1
@@ -93,10 +103,17 @@ def record_concurrent(session: Session, event: Event) -> None:
 def effects(db: Database) -> Iterator[None]:
     CALLS.clear()
     FAILED.clear()
+    CALLED.clear()
     CRASHED.clear()
+    # ``id`` keeps the order in which committed effects were written.
+    auto_id = "id INTEGER PRIMARY KEY AUTOINCREMENT" if db.is_sqlite else "id BIGSERIAL PRIMARY KEY"
     with db.engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {EFFECTS}"))
-        conn.execute(text(f"CREATE TABLE {EFFECTS} (event_id VARCHAR(40) NOT NULL, k VARCHAR(40))"))
+        conn.execute(
+            text(
+                f"CREATE TABLE {EFFECTS} ({auto_id}, event_id VARCHAR(40) NOT NULL, k VARCHAR(40))"
+            )
+        )
     yield
     with db.engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {EFFECTS}"))
@@ -132,6 +149,12 @@ def effect_rows(db: Database) -> list[tuple[str, str]]:
 
 def ok_keys() -> list[str]:
     return [key for key, ok, _ in CALLS if ok]
+
+
+def effect_order(db: Database) -> list[str]:
+    """Keys of the committed effects, in the order they were written."""
+    with db.engine.connect() as conn:
+        return [r[0] for r in conn.execute(text(f"SELECT k FROM {EFFECTS} ORDER BY id"))]
 
 
 # -- 1. the outbox is part of the caller's transaction ------------------------------------------
@@ -251,8 +274,11 @@ def test_failed_handler_writes_roll_back_but_the_rest_of_the_batch_commits(
     worker = runtime.worker()
 
     worker.run_once()  # one batch: both deliveries
-    assert [(k, ok) for k, ok, _ in CALLS] == [("G", True), ("B", False)]
+    # The batch runs in one savepoint: B's failure rolls G's first run back too, so G is
+    # replayed in a savepoint of its own (its effect counts once); B is not run again.
+    assert [(k, ok) for k, ok, _ in CALLS] == [("G", True), ("B", False), ("G", True)]
     assert effect_rows(db) == [(good, "G")], "only the successful handler's write survives"
+    assert delivery(db, good).attempts == 1
     assert delivery(db, good).status == "done"
     assert (delivery(db, bad).status, delivery(db, bad).attempts) == ("pending", 1)
 
@@ -290,6 +316,187 @@ def test_a_handler_cannot_change_the_event_another_consumer_sees(
     runtime.worker().drain()
     assert delivery(db, event_id, MUTATOR).status == "done"
     assert [seen for _, _, seen in CALLS] == [{"key": "P", "keep": [1, 2]}]
+
+
+# -- 3b. one savepoint per batch, split at a failing handler -------------------------------------
+def statements_of(db: Database, fn: Any) -> list[str]:
+    """The SQL statements ``fn`` sends (upper-cased), in order."""
+    sent: list[str] = []
+
+    def record_statement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement.upper())
+
+    sa_event.listen(db.engine, "before_cursor_execute", record_statement)
+    try:
+        fn()
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", record_statement)
+    return sent
+
+
+def test_a_clean_batch_takes_one_savepoint_and_one_done_update(
+    db: Database, runtime: Runtime
+) -> None:
+    ids = [put(db, f"S{i}", aggregate=f"s{i}") for i in range(20)]
+    worker = runtime.worker()
+    sent = statements_of(db, worker.run_once)
+    assert sorted(ok_keys()) == sorted(f"S{i}" for i in range(20))
+    assert [delivery(db, e).status for e in ids] == ["done"] * 20
+    assert sum(s.startswith("SAVEPOINT") for s in sent) == 1
+    assert sum(s.startswith("RELEASE SAVEPOINT") for s in sent) == 1
+    done_updates = [s for s in sent if s.startswith("UPDATE EVENT_DELIVERIES")]
+    assert len(done_updates) == 1, "one statement marks the whole batch done"
+
+
+def test_one_failing_handler_among_good_ones_fails_alone(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    good = [put(db, f"G{i}", aggregate=f"g{i}") for i in range(2)]
+    bad = put(db, "B", aggregate="b", fail=1)
+    good += [put(db, f"G{i}", aggregate=f"g{i}") for i in range(2, 5)]
+    worker = runtime.worker()
+
+    assert worker.run_once() > 0  # one batch holds all six
+    assert [k for k, ok, _ in CALLS if not ok] == ["B"], "the failing handler runs once"
+    assert sorted(effect_rows(db)) == sorted(zip(good, [f"G{i}" for i in range(5)], strict=True))
+    for event_id in good:
+        row = delivery(db, event_id)
+        assert (row.status, row.attempts, row.last_error) == ("done", 1, None)
+    row = delivery(db, bad)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "boom B" in row.last_error
+
+    clock.advance(seconds=2)
+    worker.drain()
+    assert delivery(db, bad).status == "done"
+    assert sorted(k for _, k in effect_rows(db)) == ["B", "G0", "G1", "G2", "G3", "G4"]
+
+
+def test_a_handler_failing_in_every_batch_is_dead_lettered_and_its_neighbours_commit(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    bad = put(db, "D", aggregate="d", fail=retry.HANDLER_MAX_ATTEMPTS)
+    worker = runtime.worker()
+    neighbours: list[str] = []
+    for attempt in range(1, retry.HANDLER_MAX_ATTEMPTS + 1):
+        # Good events on both sides of the failing one, in the same batch.
+        neighbours.append(put(db, f"N{attempt:02}a", aggregate=f"n{attempt}a"))
+        if attempt == 1:
+            neighbours.append(put(db, "N01b", aggregate="n1b"))
+        worker.drain()
+        assert delivery(db, bad).attempts == attempt
+        clock.advance(seconds=2**attempt)
+    row = delivery(db, bad)
+    assert row.status == "dead"
+    assert [k for k, ok, _ in CALLS if not ok] == ["D"] * retry.HANDLER_MAX_ATTEMPTS
+    assert all(delivery(db, e).status == "done" for e in neighbours)
+    keys = [k for _, k in effect_rows(db)]
+    assert "D" not in keys
+    assert sorted(keys) == sorted(set(keys)), "a neighbour's effect committed twice"
+    assert len(keys) == len(neighbours)
+
+
+def test_order_within_an_aggregate_survives_a_split(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    a1 = put(db, "A1", aggregate="A")
+    b1 = put(db, "B1", aggregate="B", fail=1)
+    a2 = put(db, "A2", aggregate="A")
+    b2 = put(db, "B2", aggregate="B")
+    a3 = put(db, "A3", aggregate="A")
+    worker = runtime.worker()
+
+    worker.run_once()
+    assert effect_order(db) == ["A1", "A2", "A3"]
+    assert (delivery(db, b1).status, delivery(db, b1).attempts) == ("pending", 1)
+    assert (delivery(db, b2).status, delivery(db, b2).attempts) == ("pending", 0), (
+        "B2 overtook the failed B1"
+    )
+    assert "B2" not in [k for k, _, _ in CALLS]
+
+    clock.advance(seconds=2)
+    worker.drain()
+    assert effect_order(db) == ["A1", "A2", "A3", "B1", "B2"]
+    assert all(delivery(db, e).status == "done" for e in (a1, a2, a3, b1, b2))
+
+
+def test_a_handler_failing_on_its_replay_stalls_its_queue_and_the_rest_commits(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """X1 succeeds, then fails when replayed after Y1's failure: X2 must wait for it."""
+    x1 = put(db, "X1", aggregate="X", fail_calls=[2])
+    x2 = put(db, "X2", aggregate="X")
+    y1 = put(db, "Y1", aggregate="Y", fail=1)
+    z1 = put(db, "Z1", aggregate="Z")
+    worker = runtime.worker()
+
+    worker.run_once()
+    assert effect_order(db) == ["Z1"]
+    assert [(delivery(db, e).status, delivery(db, e).attempts) for e in (x1, x2, y1, z1)] == [
+        ("pending", 1),
+        ("pending", 0),
+        ("pending", 1),
+        ("done", 1),
+    ]
+
+    clock.advance(seconds=2)
+    worker.drain()
+    assert sorted(effect_order(db)) == ["X1", "X2", "Y1", "Z1"]
+    order = effect_order(db)
+    assert order.index("X1") < order.index("X2")
+
+
+@registry.on("test.outbox.dupe", name=DUPER)
+def add_a_duplicate_event(session: Session, event: Event) -> None:
+    """A broken handler whose error only shows when its ORM changes are flushed."""
+    session.add(
+        OutboxEvent(
+            id=event.id,  # unique: the flush fails
+            type=event.type,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=event.aggregate_id,
+            payload={},
+        )
+    )
+
+
+def test_an_error_at_flush_is_charged_to_the_handler_that_caused_it(
+    db: Database, runtime: Runtime
+) -> None:
+    before = put(db, "F1", aggregate="f1")
+    broken = put(db, "F2", aggregate="f2", kind="test.outbox.dupe")
+    after = put(db, "F3", aggregate="f3")
+    runtime.worker().run_once()
+    row = delivery(db, broken, DUPER)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "IntegrityError" in row.last_error
+    assert sorted(effect_order(db)) == ["F1", "F2", "F3"]
+    assert all(delivery(db, e).status == "done" for e in (before, broken, after))
+
+
+@registry.on("test.outbox.swallow", name=SWALLOWER)
+def swallow_a_database_error(session: Session, event: Event) -> None:
+    """A broken handler: hides a database error, which on PostgreSQL aborts the transaction."""
+    with contextlib.suppress(Exception):  # the bug under test
+        session.execute(text("SELECT CAST('x' AS INTEGER)"))
+
+
+@pytest.mark.postgres_only
+def test_a_handler_that_leaves_the_transaction_aborted_fails_alone(
+    db: Database, runtime: Runtime
+) -> None:
+    before = put(db, "P1", aggregate="p1")
+    broken = put(db, "W", aggregate="w", kind="test.outbox.swallow")
+    after = put(db, "P2", aggregate="p2")
+    runtime.worker().run_once()
+    row = delivery(db, broken, SWALLOWER)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "aborted" in row.last_error
+    assert sorted(effect_order(db)) == ["P1", "P2", "W"]
+    assert all(delivery(db, e).status == "done" for e in (before, after))
 
 
 # -- 4. order per aggregate -----------------------------------------------------------------------

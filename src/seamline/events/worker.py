@@ -7,20 +7,21 @@ called outside any transaction, and recorded afterwards: at least once, deduplic
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import func, literal_column, or_, select, tuple_
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy import bindparam, func, literal_column, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
+from seamline.db import bulk
 from seamline.db.engine import Database
 from seamline.events import registry, retry
+from seamline.events.batching import HandlerItem, run_handlers
 from seamline.events.models import Delivery, OutboxEvent, Timer
 from seamline.events.outbox import STREAM_CONSUMER
 from seamline.events.registry import WEBHOOK_PREFIX, Event, Leased, Outcome
@@ -39,6 +40,8 @@ PENDING: ColumnClause[str] = literal_column("'pending'")
 # Candidates read per claimed slot: room for candidates that turn out to wait behind another.
 CANDIDATE_FACTOR = 4
 MAX_CANDIDATE_PAGES = 20
+# The worker's own bulk updates never concern ORM objects in its session: skip synchronising.
+NO_SYNC = {"synchronize_session": False}
 
 
 def to_event(row: OutboxEvent) -> Event:
@@ -61,7 +64,28 @@ def _in_order_sink(consumer: str) -> bool:
     return not consumer.startswith(WEBHOOK_PREFIX)
 
 
-def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+@dataclass(slots=True)
+class Claimed:
+    """A delivery row claimed (and, on PostgreSQL, locked) for this batch."""
+
+    id: int
+    event_seq: int
+    consumer: str
+    aggregate_key: str
+    attempts: int
+
+    @staticmethod
+    def columns() -> tuple[InstrumentedAttribute[Any], ...]:
+        return (
+            Delivery.id,
+            Delivery.event_seq,
+            Delivery.consumer,
+            Delivery.aggregate_key,
+            Delivery.attempts,
+        )
+
+
+def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries such that every consumer sees an aggregate's events
     in order, even across retries and several workers.
 
@@ -87,18 +111,15 @@ def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Deliver
         ).all()
         if not candidates:
             break
-        fresh = sorted({(c.consumer, c.aggregate_key) for c in candidates} - runs.keys())
-        heads = {
-            (consumer, key): first
-            for consumer, key, first in session.execute(
-                select(Delivery.consumer, Delivery.aggregate_key, func.min(Delivery.event_seq))
-                .where(Delivery.status == PENDING)
-                .where(tuple_(Delivery.consumer, Delivery.aggregate_key).in_(fresh))
-                .group_by(Delivery.consumer, Delivery.aggregate_key)
-            )
-        }
-        for c in candidates:
+        # Queue heads are looked up lazily, ``limit`` queues at a time in candidate order: a
+        # fresh backlog fills the batch from the first lookup instead of resolving every
+        # candidate's queue.
+        heads: dict[tuple[str, str], int] = {}
+        for index, c in enumerate(candidates):
             queue = (c.consumer, c.aggregate_key)
+            if queue not in runs and queue not in heads:
+                queues = _next_queues(candidates[index:], (runs, heads), limit)
+                heads.update(_queue_heads(session, queues))
             if heads.get(queue) == c.event_seq:
                 runs[queue] = [c.id]
             elif queue in runs and _in_order_sink(c.consumer):
@@ -116,19 +137,20 @@ def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Deliver
     if not wanted:
         return []
     # Re-checked under the lock: a row another worker finished meanwhile is no longer pending.
+    # Plain columns, not ORM objects: the batch's bookkeeping is a few set-based updates.
     stmt = (
-        select(Delivery)
-        .where(Delivery.id.in_(wanted), Delivery.status == PENDING)
+        select(*Claimed.columns())
+        .where(_among(session, Delivery.id, wanted), Delivery.status == PENDING)
         .where(or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
         .order_by(Delivery.event_seq)
     )
     if session.get_bind().dialect.name == "postgresql":
         # Several workers: each skips rows another one holds instead of waiting for them.
         stmt = stmt.with_for_update(skip_locked=True)
-    locked = {row.id: row for row in session.scalars(stmt)}
+    locked = {row.id: Claimed(*row) for row in session.execute(stmt)}
     # Keep each queue's run only up to its first row we did not get: if another worker holds
     # a row, everything after it in that queue waits too.
-    claimed: list[Delivery] = []
+    claimed: list[Claimed] = []
     for run in runs.values():
         for delivery_id in run:
             if delivery_id not in locked:
@@ -136,6 +158,48 @@ def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Deliver
             claimed.append(locked[delivery_id])
     claimed.sort(key=lambda row: row.event_seq)
     return claimed
+
+
+def _next_queues(
+    candidates: Sequence[Any], known: tuple[Container[tuple[str, str]], ...], count: int
+) -> list[tuple[str, str]]:
+    """Up to ``count`` distinct queues of ``candidates`` in none of ``known``, in order."""
+    queues: dict[tuple[str, str], None] = {}
+    for c in candidates:
+        queue = (c.consumer, c.aggregate_key)
+        if not any(queue in k for k in known):
+            queues[queue] = None
+            if len(queues) >= count:
+                break
+    return list(queues)
+
+
+def _queue_heads(session: Session, queues: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The earliest pending event of each queue (-1 when it has none any more).
+
+    Two plain ``IN`` lists rather than one of pairs: SQLite answers a row-value ``IN`` by
+    scanning the whole pending index, while this form is one index seek per combination
+    (a batch has few consumers); the combinations nobody asked for are ignored.
+    """
+    stmt = (
+        select(Delivery.consumer, Delivery.aggregate_key, func.min(Delivery.event_seq))
+        .where(Delivery.status == PENDING)
+        .where(_among(session, Delivery.consumer, sorted({consumer for consumer, _ in queues})))
+        .where(_among(session, Delivery.aggregate_key, sorted({key for _, key in queues})))
+        .group_by(Delivery.consumer, Delivery.aggregate_key)
+    )
+    found = {(consumer, key): first for consumer, key, first in session.execute(stmt)}
+    return {queue: found.get(queue, -1) for queue in queues}
+
+
+def _among(
+    session: Session, column: InstrumentedAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN (values)`` built without coercing each value (an array on PostgreSQL, an
+    expanding parameter elsewhere): a literal list of 50 ids costs more than its query."""
+    if bulk.is_postgres(session):
+        return bulk.among(session, column, values)
+    return column.in_(bindparam(None, list(values), expanding=True, type_=column.type))
 
 
 def _fail(row: Delivery | Timer, error: str, delay: timedelta | None, now: datetime) -> None:
@@ -149,6 +213,40 @@ def _fail(row: Delivery | Timer, error: str, delay: timedelta | None, now: datet
         row.locked_until = None
     else:
         row.fire_at = now + delay
+
+
+def _fail_delivery(
+    session: Session,
+    delivery_id: int,
+    attempts: int,
+    error: str,
+    delay: timedelta | None,
+    now: datetime,
+) -> None:
+    """Record a failed attempt of an in-process delivery: retry after ``delay``, or dead."""
+    values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
+    if delay is None:
+        values["status"] = "dead"
+        log.error("dead_letter", table=Delivery.__tablename__, id=delivery_id, error=error[:200])
+        metrics.DEAD_LETTERS.inc()
+    else:
+        values.update(next_attempt_at=now + delay, locked_until=None)
+    stmt = update(Delivery).where(Delivery.id == delivery_id).values(**values)
+    session.execute(stmt, execution_options=NO_SYNC)
+
+
+def _load_events(session: Session, seqs: set[int]) -> dict[int, Event]:
+    """The batch's events by sequence number (plain columns, no ORM objects)."""
+    stmt = select(
+        OutboxEvent.id,
+        OutboxEvent.seq,
+        OutboxEvent.type,
+        OutboxEvent.aggregate_type,
+        OutboxEvent.aggregate_id,
+        OutboxEvent.payload,
+        OutboxEvent.created_at,
+    ).where(_among(session, OutboxEvent.seq, sorted(seqs)))
+    return {row.seq: Event(*row) for row in session.execute(stmt)}
 
 
 class Worker:
@@ -227,55 +325,59 @@ class Worker:
             rows = _due_deliveries(session, now, self.batch_size)
             if not rows:
                 return 0
-            seqs = {r.event_seq for r in rows}
-            events = {
-                e.seq: to_event(e)
-                for e in session.scalars(select(OutboxEvent).where(OutboxEvent.seq.in_(seqs)))
-            }
-            stalled: set[tuple[str, str]] = set()
+            events = _load_events(session, {r.event_seq for r in rows})
+            handlers: list[HandlerItem] = []
             hooks = 0
             for row in rows:
-                queue = (row.consumer, row.aggregate_key)
-                if queue in stalled:
-                    continue  # an earlier event of this aggregate just failed: keep the order
+                event = events[row.event_seq]
                 if row.consumer.startswith(WEBHOOK_PREFIX):
                     if self.webhooks and hooks >= self.webhooks.parallel:
                         continue  # left pending for the next batch: sends run all at once
                     hooks += 1
-                row.attempts += 1
-                event = events[row.event_seq]
                 if row.consumer.startswith(WEBHOOK_PREFIX) or row.consumer == STREAM_CONSUMER:
-                    row.locked_until = now + self.lease
-                    leased.append(Leased(row.id, row.consumer, row.attempts, event))
-                elif not self._run_handler(session, row, event, now):
-                    stalled.add(queue)
+                    leased.append(Leased(row.id, row.consumer, row.attempts + 1, event))
+                    continue
+                consumer = registry.consumer(row.consumer)
+                if consumer is None:
+                    error = f"no handler named {row.consumer!r} is registered"
+                    _fail_delivery(session, row.id, row.attempts + 1, error, None, now)
+                    continue
+                queue = (row.consumer, row.aggregate_key)
+                handlers.append(
+                    HandlerItem(
+                        row.id, row.consumer, queue, row.attempts + 1, consumer.handler, event
+                    )
+                )
+            if leased:
+                session.execute(
+                    update(Delivery)
+                    .where(_among(session, Delivery.id, [item.delivery_id for item in leased]))
+                    .values(attempts=Delivery.attempts + 1, locked_until=now + self.lease),
+                    execution_options=NO_SYNC,
+                )
+            outcomes = run_handlers(session, handlers)
+            # The "done" marks join the handlers' effects in this transaction: one statement.
+            if outcomes.done:
+                session.execute(
+                    update(Delivery)
+                    .where(_among(session, Delivery.id, [i.delivery_id for i in outcomes.done]))
+                    .values(
+                        status="done",
+                        done_at=now,
+                        last_error=None,
+                        attempts=Delivery.attempts + 1,
+                    ),
+                    execution_options=NO_SYNC,
+                )
+                metrics.DELIVERIES.labels(kind="handler", result="ok").inc(len(outcomes.done))
+            for item, error in outcomes.failed:
+                metrics.DELIVERIES.labels(kind="handler", result="failed").inc()
+                delay = retry.handler_delay(item.attempts)
+                _fail_delivery(session, item.delivery_id, item.attempts, error, delay, now)
         if leased:
             self._send(leased)
             self._record(leased)
         return len(rows)
-
-    def _run_handler(self, session: Session, row: Delivery, event: Event, now: datetime) -> bool:
-        """Run one transactional handler in a savepoint; returns whether it succeeded."""
-        consumer = registry.consumer(row.consumer)
-        if consumer is None:
-            _fail(row, f"no handler named {row.consumer!r} is registered", None, now)
-            return False
-        # Each handler gets its own copy of the payload: one that changes it (a dict is mutable
-        # even in a frozen Event) must not change what the next consumer in the batch sees.
-        private = dataclasses.replace(event, payload=copy.deepcopy(event.payload))
-        savepoint = session.begin_nested()
-        try:
-            consumer.handler(session, private)
-            savepoint.commit()
-        except Exception as exc:
-            savepoint.rollback()
-            log.warning("handler_failed", consumer=row.consumer, event_id=event.id, error=repr(exc))
-            metrics.DELIVERIES.labels(kind="handler", result="failed").inc()
-            _fail(row, repr(exc), retry.handler_delay(row.attempts), now)
-            return False
-        row.status, row.done_at, row.last_error = "done", now, None
-        metrics.DELIVERIES.labels(kind="handler", result="ok").inc()
-        return True
 
     def _send(self, leased: list[Leased]) -> None:
         hooks = [item for item in leased if item.consumer.startswith(WEBHOOK_PREFIX)]
