@@ -80,6 +80,53 @@ def _config(token: str, mode: str) -> schemathesis.Config:
                         "/api/v1/consent",
                     )
                 ),
+                # Pricing configuration is judged by the pricing engine's own validation, whose
+                # rules tie fields together: a percentage is at most 10000 basis points, a fixed
+                # amount or a minimum needs its currency, ends_at follows starts_at (and a date
+                # must survive conversion to UTC), targets go with applies_to and must exist,
+                # bands and free_over belong to their rate kind, a combinable tax rate names a
+                # region; codes and (country, region, name) are unique (409).
+                *(
+                    {
+                        "include-path": path,
+                        "checks": {
+                            "positive_data_acceptance": {
+                                "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]
+                            }
+                        },
+                    }
+                    for path in (
+                        "/api/v1/promotions",
+                        "/api/v1/promotions/{promotion_id}",
+                        "/api/v1/promotions/{promotion_id}/issue-code",
+                        "/api/v1/tax-rates",
+                        "/api/v1/shipping-rates",
+                        "/api/v1/shipping-rates/{shipping_rate_id}",
+                    )
+                ),
+                # Checkout and order actions: the cart's state, the stock and the payment
+                # decide (402 declined, 409 not open / out of stock / wrong state, 422 tenders
+                # that do not cover the total, a pick-up code that does not match).
+                {
+                    "include-path-regex": r"^/api/v1/(carts/[^/]+/checkout$|orders|carrier-events)",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "402", "403", "404", "409", "422"]
+                        }
+                    },
+                },
+                # Carts and saved lists: `If-Match` names a version the fuzzer cannot know
+                # (412), and rules between fields (an owner; one of variant_id and barcode;
+                # pick-up with its store; ?profile_id or ?email) or across requests (a line's
+                # 999 units) answer 422.
+                {
+                    "include-path-regex": r"^/api/v1/(saved-lists|carts(?!/[^/]+/checkout$))",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "403", "404", "409", "412", "422"]
+                        }
+                    },
+                },
                 # Segment-compatible calls: rules JSON Schema cannot state (a call's 32 KB
                 # limit, NUL characters, `userId: null` meeting "required") answer 400 as
                 # Segment does; a batch keeps its valid calls and reports the others, so a

@@ -13,6 +13,7 @@ from seamline.events.webhooks import WebhookSender
 from seamline.events.worker import Worker
 from seamline.identity import privacy, profiles
 from seamline.kit.crypto import SecretBox
+from seamline.payments import setup as payment_setup
 from seamline.settings import Settings
 
 
@@ -59,4 +60,5 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.resolved_database_url, stream_enabled=stream is not None)
     privacy.configure(db, settings.resolved_secret_key)  # keys the erased-identifier hashes
     profiles.configure_strategies(settings.trait_strategies)
+    payment_setup.configure(settings)
     return Runtime(settings, db, SecretBox(settings.resolved_secret_key), stream)

@@ -42,6 +42,21 @@ class Settings(BaseSettings):
     )
     idempotency_lock_seconds: float = 60.0
     webhook_timeout_seconds: float = 10.0
+    checkout_hold_seconds: int = Field(
+        default=900, ge=60, le=86_400, description="How long checkout holds stock while paying."
+    )
+    pickup_hold_days: int = Field(
+        default=7, ge=1, le=60, description="Uncollected pick-up orders expire after this."
+    )
+    test_payments: bool | None = Field(
+        default=None,
+        description="Enable the `test` payment provider (default: on except in production).",
+    )
+    test_payments_webhook_secret: str | None = Field(
+        default=None, description="Signs the test provider's webhooks (derived if unset)."
+    )
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
     webhook_allow_private_networks: bool = Field(
         default=False,
         description="Deliver webhooks to loopback/private/link-local addresses (off by default).",

@@ -125,6 +125,7 @@ def _include_routers(app: FastAPI) -> None:
     from seamline.inventory.availability_api import router as availability
     from seamline.inventory.stock_api import router as stock
     from seamline.inventory.stream_api import router as stock_stream
+    from seamline.orders.api import carrier_router as carriers
     from seamline.orders.api import router as orders
     from seamline.orders.checkout_api import router as checkout
     from seamline.orders.returns_api import router as returns
@@ -148,6 +149,7 @@ def _include_routers(app: FastAPI) -> None:
         saved_lists,
         checkout,
         orders,
+        carriers,
         returns,
         payments,
     ):

@@ -13,6 +13,7 @@ reported too, and the cart is priced without it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from seamline.carts.models import Cart, CartLine
 from seamline.catalog.models import CollectionProduct, Listing, Price, Product, Variant
+from seamline.identity.models import Identifier, Profile
 from seamline.inventory.models import Location
 from seamline.kit import clock
 from seamline.pricing import Destination, Line, PricingContext, Quote, price_cart
@@ -35,6 +37,7 @@ from seamline.pricing.loader import (
     tax_config,
     to_engine,
 )
+from seamline.pricing.promotions import Promotion as EnginePromotion
 from seamline.pricing.shipping import ShippingRate
 
 SHIP = "ship"
@@ -86,6 +89,41 @@ def _destination(address: dict[str, object] | None) -> Destination | None:
         region=region if isinstance(region, str) and region else None,
         postcode=postcode if isinstance(postcode, str) and postcode else None,
     )
+
+
+def _buyer(session: Session, cart: Cart) -> str | None:
+    """The profile the cart is priced for: its own, else the profile its anonymous id arrived
+    on through the event API (a shopper known by their device, not logged in)."""
+    if cart.profile_id is not None or cart.anonymous_id is None:
+        return cart.profile_id
+    return session.scalar(
+        select(Identifier.profile_id).where(
+            Identifier.kind == "anonymous_id", Identifier.value == cart.anonymous_id
+        )
+    )
+
+
+def _personal_to_buyer(
+    session: Session, promotions: list[EnginePromotion], buyer: str | None
+) -> list[EnginePromotion]:
+    """A personal code belongs to a customer, not to one of their profiles: a code issued to
+    their email's profile is theirs in a cart of their account or device too (the engine
+    compares one profile id, so a code of the buyer's identity cluster is handed the buyer's).
+    The usage check at checkout counts over the cluster the same way (pricing/usage.py)."""
+    owners = {
+        p.profile_id for p in promotions if p.profile_id is not None and p.profile_id != buyer
+    }
+    if buyer is None or not owners:
+        return promotions
+    cluster = select(Profile.cluster_id).where(Profile.id == buyer).scalar_subquery()
+    same = set(
+        session.scalars(
+            select(Profile.id).where(Profile.id.in_(sorted(owners)), Profile.cluster_id == cluster)
+        )
+    )
+    return [
+        dataclasses.replace(p, profile_id=buyer) if p.profile_id in same else p for p in promotions
+    ]
 
 
 def price(
@@ -166,7 +204,11 @@ def price(
     usable = [p for p in promotions if not exhausted(p)]
     tax = tax_config(session)
     destination = _destination(cart.shipping_address)
-    pickups = sorted({line.pickup_location_id for line in lines if line.pickup_location_id})
+    # Only groups that have a priced line: the engine refuses a tax address for a group it
+    # never sees (a pick-up line left out as a problem would otherwise fail the whole quote).
+    pickups = sorted(
+        {p.line.pickup_location_id for p in priced if p.line.pickup_location_id is not None}
+    )
     tax_destinations: dict[str, Destination] = {}
     if pickups:
         for location in session.scalars(select(Location).where(Location.id.in_(pickups))):
@@ -185,18 +227,20 @@ def price(
             shipping[SHIP] = shipping_rate(rate)
     elif ships:
         problems.append(Problem("no_shipping_rate", "choose a shipping rate for shipped lines"))
+    buyer = _buyer(session, cart)
     context = PricingContext(
         currency=cart.currency,
         now=now,
         channel=cart.channel_id,
-        profile_id=cart.profile_id,
+        profile_id=buyer,
         codes=tuple(cart.codes),
     )
+    engine_promotions = _personal_to_buyer(session, [to_engine(p) for p in usable], buyer)
 
     def run(rates: dict[str, ShippingRate]) -> Quote:
         return price_cart(
             engine_lines,
-            promotions=[to_engine(p) for p in usable],
+            promotions=engine_promotions,
             tax=tax,
             shipping=rates,
             destination=destination,

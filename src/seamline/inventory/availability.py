@@ -100,6 +100,7 @@ def set_rule(
                     code="location_not_found",
                     errors=[FieldError(f"body.location_ids.{i}", "no such location", "unknown")],
                 )
+    session.info.pop(_POLICIES, None)
     rule = session.get(ChannelStockRule, channel_id, with_for_update=True)
     if rule is None:
         rule = ChannelStockRule(channel_id=channel_id)
@@ -152,8 +153,17 @@ def policy(session: Session, channel: Channel, locations: list[Location] | None 
     )
 
 
+_POLICIES = "seamline.inventory.policies"
+
+
 def channel_policy(session: Session, channel_id: str) -> Policy:
-    return policy(session, channels.get_channel(session, channel_id))
+    """The channel's policy, read once per transaction (a checkout asks for it several times;
+    ``set_rule`` forgets it)."""
+    cache: dict[str, Policy] = session.info.setdefault(_POLICIES, {})
+    found = cache.get(channel_id)
+    if found is None:
+        found = cache[channel_id] = policy(session, channels.get_channel(session, channel_id))
+    return found
 
 
 def availability(

@@ -473,7 +473,8 @@ def release(
     if claimed is None:
         raise _not_held(session, reservation.id)
     let_go(session, claimed, "release")
-    timers.cancel(session, expire_key(claimed.id))
+    if claimed.expires_at is not None:  # a hold without a TTL has no timer
+        timers.cancel(session, expire_key(claimed.id))
     return reservation_out(claimed)
 
 
@@ -513,5 +514,6 @@ def commit(
         delta_on_hand=-claimed.quantity,
         delta_reserved=-claimed.quantity,
     )
-    timers.cancel(session, expire_key(claimed.id))
+    if claimed.expires_at is not None:  # a hold without a TTL has no timer
+        timers.cancel(session, expire_key(claimed.id))
     return reservation_out(claimed)

@@ -56,7 +56,13 @@ def promotion_rows(
             models.Promotion.active.is_(True),
             who,
             or_(models.Promotion.currency.is_(None), models.Promotion.currency == currency),
-            or_(models.Promotion.ends_at.is_(None), models.Promotion.ends_at > now),
+            # An expired automatic promotion is simply absent; an expired *code* still goes
+            # to the engine, which reports it as ``expired`` rather than ``unknown_code``.
+            or_(
+                models.Promotion.code_key.is_not(None),
+                models.Promotion.ends_at.is_(None),
+                models.Promotion.ends_at > now,
+            ),
         )
         .order_by(models.Promotion.id)
     )

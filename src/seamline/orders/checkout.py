@@ -1,0 +1,489 @@
+"""Checkout: one operation that turns a cart into an order, for every channel.
+
+Reserve → pay → commit, in three steps, so no stock lock is held while a payment provider
+answers:
+
+1. **Reserve** (one transaction): lock the cart, price it on the server, plan the tenders,
+   hold the promotions' usage (atomic against their limits), route the shipped lines and hold
+   every line's stock for the payment window, and record a ``checkouts`` row in ``paying``
+   with the priced snapshot. A timer releases everything if the process dies.
+2. **Pay** (no transaction): each tender in order, with an idempotency key derived from the
+   checkout and the tender, so a retry asks the PSP the same question. A declined or failed
+   tender stops the rest, and the tenders already taken are refunded or voided.
+3. **Commit** (one transaction): on success, commit the holds (sale movements), create the
+   order from the snapshot, confirm the promotion usage, close the cart and emit
+   ``order.placed``; on failure, release the holds and usage, reopen the cart and answer 402.
+
+A retry with the same ``Idempotency-Key`` returns the same order (or the same refusal); a
+retry of a checkout whose process died while paying resumes it. This is the one service that
+opens its own transactions: the steps must commit separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seamline.auth.service import Caller
+from seamline.carts import quote as cart_quote
+from seamline.carts import service as carts
+from seamline.carts.models import Cart, CartLine
+from seamline.db.engine import Database
+from seamline.db.lookup import get_or_404
+from seamline.db.sequences import next_value
+from seamline.events import timers
+from seamline.inventory import reservations, stock
+from seamline.inventory.models import Location
+from seamline.inventory.schemas import ReservationCreate, ReservationLine
+from seamline.kit import clock
+from seamline.kit.errors import Conflict, FieldError, Forbidden, SeamlineError, Unprocessable
+from seamline.kit.ids import new_id
+from seamline.orders import placing, routing
+from seamline.orders.models import Checkout, Order
+from seamline.orders.schemas import CheckoutIn, OrderOut
+from seamline.orders.service import emit_order_event, history, order_out
+from seamline.payments import service as payments
+from seamline.payments.providers import PaymentResult, get_provider, refuse_card_number
+from seamline.pricing import usage
+
+EXPIRE_TIMER = "checkout.expire"
+
+
+class PaymentDeclined(SeamlineError):
+    status, title, code = 402, "Payment required", "payment_declined"
+
+
+@dataclass(frozen=True)
+class _Step:
+    checkout_id: str
+    tenders: list[payments.Tender]
+    currency: str
+
+
+def _hash(data: CheckoutIn) -> str:
+    return hashlib.sha256(data.model_dump_json().encode()).hexdigest()
+
+
+def checkout(
+    db: Database,
+    cart_id: str,
+    data: CheckoutIn,
+    *,
+    caller: Caller,
+    idempotency_key: str,
+    hold_seconds: int = 900,
+) -> OrderOut:
+    with db.transaction() as session:
+        step, done = _reserve(
+            session, cart_id, data, caller, idempotency_key, hold_seconds=hold_seconds
+        )
+        if done is not None:
+            return done
+    results = payments.take(step.checkout_id, step.tenders, step.currency)
+    if not _paid(results):
+        payments.undo(step.checkout_id, step.tenders, results)
+    with db.transaction() as session:
+        outcome, lost = _finish(session, step, results, caller)
+    if lost:  # paid, but the holds were gone: give the money back
+        payments.undo(step.checkout_id, step.tenders, results)
+    if isinstance(outcome, SeamlineError):
+        raise outcome
+    return outcome
+
+
+def _paid(results: Sequence[PaymentResult]) -> bool:
+    return bool(results) and all(r.succeeded or r.pending for r in results)
+
+
+# -- step 1 ----------------------------------------------------------------------------------
+
+
+def _replay(session: Session, found: Checkout, request_hash: str) -> OrderOut | _Step:
+    if found.request_hash != request_hash:
+        raise Unprocessable(
+            "this Idempotency-Key was used for another checkout request",
+            code="idempotency_key_reused",
+        )
+    if found.status == "completed" and found.order_id is not None:
+        order = session.get(Order, found.order_id)
+        assert order is not None
+        return order_out(session, order)
+    if found.status == "failed":
+        raise _stored_error(found)
+    # paying: the process that started it died (or is still paying); resume with the same keys.
+    return _step_of(found)
+
+
+def _step_of(found: Checkout) -> _Step:
+    tenders = [payments.Tender(**t) for t in found.tenders]
+    return _Step(found.id, tenders, str(found.quote["currency"]))
+
+
+def _stored_error(found: Checkout) -> SeamlineError:
+    error = found.error or {}
+    cls = PaymentDeclined if error.get("status") == 402 else Conflict
+    return cls(
+        str(error.get("detail", "this checkout failed")),
+        code=str(error.get("code", "checkout_failed")),
+        extra=dict(error.get("extra", {})),
+    )
+
+
+def _reserve(
+    session: Session,
+    cart_id: str,
+    data: CheckoutIn,
+    caller: Caller,
+    idempotency_key: str,
+    *,
+    hold_seconds: int,
+) -> tuple[_Step, OrderOut | None]:
+    request_hash = _hash(data)
+    found = session.scalar(
+        select(Checkout).where(
+            Checkout.key_id == caller.key_id, Checkout.idempotency_key == idempotency_key
+        )
+    )
+    if found is not None:
+        replay = _replay(session, found, request_hash)
+        if isinstance(replay, OrderOut):
+            return _Step(found.id, [], ""), replay
+        return replay, None
+    cart = carts.get_cart_for_update(session, cart_id)
+    _check_caller(session, data, caller)
+    lines = list(
+        session.scalars(
+            select(CartLine).where(CartLine.cart_id == cart.id).order_by(CartLine.created_at)
+        )
+    )
+    if not lines:
+        raise Unprocessable("the cart is empty", code="cart_empty")
+    priced = cart_quote.price(session, cart, lines=lines)
+    if priced.problems:
+        raise Conflict(
+            "the cart cannot be checked out as it is",
+            code="cart_not_ready",
+            extra={"problems": [p.__dict__ for p in priced.problems]},
+        )
+    if priced.exhausted_codes:
+        raise Conflict(
+            "a discount code has no uses left",
+            code="promotion_limit_reached",
+            extra={"codes": priced.exhausted_codes},
+        )
+    tenders = payments.plan(
+        [(t.provider, t.token, t.amount, t.tendered) for t in data.tenders],
+        total=priced.quote.total,
+        path="body.tenders",
+    )
+    checkout_id = new_id("chk")
+    usage.hold(
+        session,
+        [p.id for p in priced.applied],
+        checkout_id=checkout_id,
+        profile_id=cart.profile_id,
+    )
+    held, reasons = _hold_stock(session, cart, priced, checkout_id, hold_seconds)
+    snapshot = placing.snapshot(priced, held, reasons)
+    session.add(
+        Checkout(
+            id=checkout_id,
+            cart_id=cart.id,
+            key_id=caller.key_id,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            status="paying",
+            channel_id=cart.channel_id,
+            location_id=data.location_id,
+            quote=snapshot,
+            tenders=[t.__dict__ for t in tenders],
+            reservation_ids=[r for r, _ in held.values()],
+        )
+    )
+    carts.mark_checking_out(session, cart, key_id=caller.key_id)
+    timers.schedule(
+        session,
+        f"{EXPIRE_TIMER}:{checkout_id}",
+        kind=EXPIRE_TIMER,
+        fire_at=clock.now() + timedelta(seconds=hold_seconds + 60),
+        payload={"checkout_id": checkout_id},
+    )
+    return _Step(checkout_id, tenders, cart.currency), None
+
+
+def _check_caller(session: Session, data: CheckoutIn, caller: Caller) -> None:
+    for i, tender in enumerate(data.tenders):
+        # Before anything is held: a card number never goes further, an unknown provider fails.
+        refuse_card_number(tender.token)
+        get_provider(tender.provider)
+        if caller.kind == "publishable" and tender.provider not in payments.STOREFRONT_PROVIDERS:
+            raise Forbidden(
+                f"a publishable key cannot pay with {tender.provider!r}",
+                code="tender_not_allowed",
+                extra={"field": f"body.tenders.{i}.provider"},
+            )
+        if tender.tendered is not None and tender.provider != "manual":
+            raise Unprocessable(
+                "only cash at a till is tendered",
+                code="tendered_not_allowed",
+                errors=[FieldError(f"body.tenders.{i}.tendered", "manual cash only", "invalid")],
+            )
+    if data.location_id is not None:
+        get_or_404(session, Location, data.location_id, what="location", code="location_not_found")
+        caller.require_location(data.location_id)
+    elif caller.location_ids:
+        raise Unprocessable(
+            "a store key checks out at its store: give location_id",
+            code="location_required",
+            errors=[FieldError("body.location_id", "required for a store key", "missing")],
+        )
+
+
+def _hold_stock(
+    session: Session,
+    cart: Cart,
+    priced: cart_quote.PricedCart,
+    checkout_id: str,
+    hold_seconds: int,
+) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Hold every line; returns line id → (reservation id, location id) and the routing
+    reasons by location. Pick-up lines at their store; shipped lines where routing sends them
+    (or, if stock moved in between, wherever the reservation finds the units)."""
+    ship = [p.line for p in priced.lines if p.line.fulfilment == "ship"]
+    routes = routing.route(
+        session,
+        channel_id=cart.channel_id,
+        lines=[routing.Wanted(line.id, line.variant_id, line.quantity) for line in ship],
+        address=cart.shipping_address,
+    )
+    where = {line_id: r.location_id for r in routes for line_id in r.line_ids}
+    reasons = {r.location_id: r.reason for r in routes}
+    _, endless = routing.shipping_policy(session, cart.channel_id) if ship else (None, False)
+
+    def request(lines: list[CartLine], routed: bool, channel: str | None) -> ReservationCreate:
+        return ReservationCreate(
+            lines=[
+                ReservationLine(
+                    location_id=(
+                        line.pickup_location_id
+                        if line.fulfilment == "pickup"
+                        else (where[line.id] if routed else None)
+                    ),
+                    variant_id=line.variant_id,
+                    quantity=line.quantity,
+                    reference=f"{checkout_id}:{line.id}",
+                )
+                for line in lines
+            ],
+            # No per-hold timers: the checkout's own timer releases them all if it dies.
+            ttl_seconds=None,
+            channel_id=channel,
+        )
+
+    # The endless aisle (a store channel shipping home) holds outside the store's own rule.
+    groups = [
+        ([p.line for p in priced.lines if p.line.fulfilment == "pickup"], cart.channel_id),
+        (ship, None if endless else cart.channel_id),
+    ]
+    held: dict[str, tuple[str, str]] = {}
+    for lines, channel in groups:
+        if not lines:
+            continue
+        try:
+            with session.begin_nested():
+                outs = reservations.reserve(session, request(lines, True, channel))
+        except Conflict:
+            if lines is not ship or channel is None:
+                raise
+            outs = reservations.reserve(session, request(lines, False, channel))
+            reasons = {h.location_id: "stock moved while routing; held where it was" for h in outs}
+        held.update({line.id: (h.id, h.location_id) for h, line in zip(outs, lines, strict=True)})
+    return held, reasons
+
+
+# -- step 3 ----------------------------------------------------------------------------------
+
+
+def _finish(
+    session: Session, step: _Step, results: Sequence[PaymentResult], caller: Caller
+) -> tuple[OrderOut | SeamlineError, bool]:
+    """The order, or the refusal; and whether money taken must be given back (the holds were
+    lost — the payment window passed — or the checkout was expired meanwhile)."""
+    found = session.scalars(
+        select(Checkout).where(Checkout.id == step.checkout_id).with_for_update()
+    ).one()
+    if found.status == "completed" and found.order_id is not None:
+        order = session.get(Order, found.order_id)
+        assert order is not None
+        return order_out(session, order), False
+    if found.status == "failed":
+        return _stored_error(found), _paid(results)
+    cart = session.get(Cart, found.cart_id, with_for_update=True)
+    assert cart is not None
+    if not _paid(results):
+        return _fail(session, found, cart, step, results), False
+    try:
+        with session.begin_nested():
+            return _place(session, found, cart, step, results, caller), False
+    except Conflict:  # a hold is no longer held (its window passed while paying)
+        _release(session, found)
+        found.status = "failed"
+        found.error = {
+            "status": 409,
+            "code": "checkout_expired",
+            "detail": "the payment took longer than the stock could be held; nothing was charged",
+            "extra": {},
+        }
+        carts.reopen(session, cart)
+        timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
+        return _stored_error(found), True
+
+
+def _release(session: Session, found: Checkout) -> None:
+    for reservation_id in found.reservation_ids:
+        held = reservations.claim(session, reservation_id, "released")
+        if held is not None:
+            reservations.let_go(session, held, "release")
+            timers.cancel(session, stock.expire_key(held.id))
+    usage.release(session, found.id)
+
+
+def _fail(
+    session: Session,
+    found: Checkout,
+    cart: Cart,
+    step: _Step,
+    results: Sequence[PaymentResult],
+) -> SeamlineError:
+    _release(session, found)
+    payments.record(session, found.id, step.tenders, results, order_id=None)
+    last = results[-1] if results else None
+    error = PaymentDeclined(
+        "the payment was declined" if last and last.status == "declined" else "payment failed",
+        extra={
+            "decline_code": last.decline_code if last else None,
+            "tender": len(results) - 1,
+            "retryable": bool(last and last.retryable),
+        },
+    )
+    found.status = "failed"
+    found.error = {
+        "status": 402,
+        "code": error.code,
+        "detail": error.detail,
+        "extra": error.extra,
+    }
+    carts.reopen(session, cart)
+    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
+    return error
+
+
+def _place(
+    session: Session,
+    found: Checkout,
+    cart: Cart,
+    step: _Step,
+    results: Sequence[PaymentResult],
+    caller: Caller,
+) -> OrderOut:
+    snap = found.quote
+    for reservation_id in found.reservation_ids:
+        reservations.commit(session, reservation_id)
+    paid = sum(t.amount for t, r in zip(step.tenders, results, strict=True) if r.succeeded)
+    order = Order(
+        id=new_id("ord"),
+        number=next_value(session, "order_number"),
+        checkout_id=found.id,
+        cart_id=cart.id,
+        profile_id=cart.profile_id,
+        email=cart.email,
+        channel_id=cart.channel_id,
+        location_id=found.location_id,
+        placed_by=caller.key_id,
+        status="paid" if paid == snap["total"] else "placed",
+        payment_state="paid" if paid == snap["total"] else "pending",
+        currency=snap["currency"],
+        prices_include_tax=snap["prices_include_tax"],
+        subtotal=snap["subtotal"],
+        discount_total=snap["discount_total"],
+        shipping_total=snap["shipping_total"],
+        tax_total=snap["tax_total"],
+        total=snap["total"],
+        paid_total=paid,
+        shipping_address=cart.shipping_address,
+        codes=snap["codes"],
+        promotions=snap["promotions"],
+    )
+    session.add(order)
+    session.flush()
+    groups, lines = placing.groups_and_lines(session, order, snap)
+    recorded = payments.record(session, found.id, step.tenders, results, order_id=order.id)
+    usage.confirm(session, found.id, order.id)
+    found.status, found.order_id = "completed", order.id
+    carts.mark_completed(session, cart, order_id=order.id, key_id=caller.key_id)
+    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
+    placed = history(
+        session,
+        order,
+        "placed",
+        {"channel": order.channel_id, "location_id": order.location_id, "total": order.total},
+        actor=caller.key_id,
+    )
+    emit_order_event(
+        session,
+        order,
+        "order.placed",
+        total_minor=order.total,
+        placed_at=clock.now().isoformat(),
+        location_id=order.location_id,
+        placed_by=caller.key_id,
+        cart_id=cart.id,
+        lines=len(snap["lines"]),
+    )
+    session.flush()
+    return order_out(
+        session,
+        order,
+        loaded=(
+            sorted(lines, key=lambda x: x.id),
+            sorted(groups, key=lambda g: g.id),
+            recorded,
+            [placed],
+        ),
+    )
+
+
+# -- a checkout whose process died -------------------------------------------------------------
+
+
+def expire(session: Session, payload: dict[str, Any]) -> None:
+    """Still ``paying`` long after its holds expired: the process died between paying and
+    committing. Give everything back; a retry of the request would resume it before this."""
+    found = session.scalars(
+        select(Checkout).where(Checkout.id == payload.get("checkout_id")).with_for_update()
+    ).one_or_none()
+    if found is None or found.status != "paying":
+        return
+    # What did the PSPs do under our keys? Asking again with the same keys charges nothing
+    # new; whatever was taken is given back. Before any stock row is touched (no stock lock
+    # is held while a provider answers).
+    tenders = [payments.Tender(**t) for t in found.tenders]
+    currency = str(found.quote["currency"])
+    payments.undo(found.id, tenders, payments.take(found.id, tenders, currency))
+    cart = session.get(Cart, found.cart_id, with_for_update=True)
+    _release(session, found)
+    found.status = "failed"
+    found.error = {
+        "status": 409,
+        "code": "checkout_expired",
+        "detail": "the checkout did not finish within its payment window",
+        "extra": {},
+    }
+    if cart is not None:
+        carts.reopen(session, cart)
