@@ -9,6 +9,9 @@ Raw baseline, per read, one autocommit connection per client: the queries the 36
 on its index — the cluster's members (one query), their identifiers, traits, the latest 21
 tracked events, metrics, channel activity, consents, preferences, the latest 21 timeline
 entries — rows fetched as tuples, nothing rendered.
+
+Each row also records the 1-minute load average when it finished (``load``): the machine is
+often shared, so figures are compared with the raw row of the same run, never across runs.
 """
 
 from __future__ import annotations
@@ -156,10 +159,12 @@ def run(
             check=True,
         )
         token = re.findall(r"\bsk_[A-Za-z0-9_-]{20,}", made.stdout)[-1]
-        rows = []
+        # (name, latencies, 1-minute load average when the row finished): the machine is
+        # often shared, so every figure is recorded with the load it was measured under.
+        rows: list[tuple[str, list[float], float]] = []
         for clients in (1, 32):
             raw = _raw(url, targets, clients, requests)
-            rows.append((f"raw psycopg, {clients} client(s)", raw))
+            rows.append((f"raw psycopg, {clients} client(s)", raw, os.getloadavg()[0]))
         server = Server(1, env, logs)
         server.start()
         assert server.process is not None
@@ -167,14 +172,17 @@ def run(
             asyncio.run(_http(server.base, token, targets, 1, 50))  # warm up
             for clients in (1, 32):
                 lat = asyncio.run(_http(server.base, token, targets, clients, requests))
-                rows.append((f"GET /api/v1/profiles/{{id}}, {clients} client(s)", lat))
+                name = f"GET /api/v1/profiles/{{id}}, {clients} client(s)"
+                rows.append((name, lat, os.getloadavg()[0]))
             rss = sum(r for r, _ in tree_memory_kb(server.process.pid).values()) / 1024
         finally:
             server.stop()
         results["server_log"] = server.log_summary()
-    table = Table("run", "p50 ms", "p99 ms", "reads/s", title=f"customer 360, {persons:,} people")
+    table = Table(
+        "run", "p50 ms", "p99 ms", "reads/s", "load", title=f"customer 360, {persons:,} people"
+    )
     results["runs"] = {}
-    for name, lat in rows:
+    for name, lat, load in rows:
         clients = 1 if "1 client" in name else 32
         rate = clients / statistics.mean(lat)
         results["runs"][name] = {
@@ -182,8 +190,11 @@ def run(
             "p99_ms": round(_pct(lat, 0.99), 2),
             "per_second": round(rate),
             "n": len(lat),
+            "load_1min": round(load, 2),
         }
-        table.add_row(name, f"{_pct(lat, 0.5):.2f}", f"{_pct(lat, 0.99):.2f}", f"{rate:,.0f}")
+        table.add_row(
+            name, f"{_pct(lat, 0.5):.2f}", f"{_pct(lat, 0.99):.2f}", f"{rate:,.0f}", f"{load:.1f}"
+        )
     results["server_rss_mb"] = round(rss)
     console.print(table)
     return results

@@ -472,3 +472,47 @@ def test_360_of_an_unknown_profile(client: TestClient, auth: dict[str, str]) -> 
         response = client.get(f"/api/v1/profiles/{missing}", headers=auth)
         assert response.status_code == 404
         assert response.json()["code"] == "profile_not_found"
+
+
+@pytest.mark.postgres_only
+def test_the_one_statement_360_matches_the_reference_read(
+    send: Send, client: TestClient, auth: dict[str, str], db: Database, runtime: Runtime
+) -> None:
+    """PostgreSQL answers the 360 with one statement (SQL_360) that repeats the rules of the
+    reference read (traits, consent, metrics, channels, timeline): the two must agree."""
+    from seamline.identity import customer360
+    from seamline.identity.schemas import ProfileOut
+
+    send("page", {"anonymousId": "a-1", "name": "Home", "timestamp": at(0)})
+    traits = {"email": "Ann@Example.com", "first_name": "Ann", "plan": "free", "score": 1.5}
+    send("identify", {"userId": "u-1", "anonymousId": "a-1", "traits": traits, "timestamp": at(1)})
+    send("identify", {"userId": "u-1", "traits": {"plan": "", "city": "Köln"}, "timestamp": at(2)})
+    track(send, "u-1", "Order Completed", completed("o-1", 49.99), 3, channel="web")
+    track(send, "u-1", "Order Completed", completed("o-2", 12, "USD"), 4, channel="app")
+    track(send, "u-1", "Order Refunded", {"order_id": "o-1", "total": 10}, 5)
+    profile = identifier(db, "user_id", "u-1").profile_id
+    change = {
+        "channel": "email",
+        "purpose": "marketing",
+        "state": "granted",
+        "level": "single",
+        "source": "test",
+    }
+    r = client.post(f"/api/v1/profiles/{profile}/consent", json={"changes": [change]}, headers=auth)
+    assert r.status_code == 200, r.text
+    r = client.put(
+        f"/api/v1/profiles/{profile}/preferences",
+        json={"size": "M", "advisor": {"staff_id": "stf_1", "name": "Maya"}},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    runtime.worker().drain()
+    for someone in (profile, identifier(db, "anonymous_id", "a-1").profile_id):
+        with db.transaction(readonly=True) as session:
+            reference = ProfileOut.model_validate(customer360.customer_360(session, someone))
+        with db.engine.connect() as connection:
+            one = ProfileOut.model_validate_json(customer360.customer_360_json(connection, someone))
+        assert one == reference
+    assert reference.consent  # the comparison covered a non-empty document
+    assert reference.events
+    assert reference.metrics.purchases

@@ -309,7 +309,9 @@ _METRICS = select(_METRICS_UNION).order_by(_METRICS_UNION.c.part, _METRICS_UNION
 
 
 def cluster_metrics(session: Session, members: Sequence[str]) -> dict[str, Any]:
-    """Purchases per currency and channels, summed over the cluster's profiles."""
+    """Purchases per currency and channels, summed over the cluster's profiles.
+
+    customer360.SQL_360 computes the same figures for the 360 on PostgreSQL: change both."""
     rows = session.connection().execute(_METRICS, {"members": list(members)}).all()
     purchases = [row[1:] for row in rows if row.part == 0]
     channels = [(row.key, row.last) for row in rows if row.part == 1]

@@ -38,7 +38,9 @@ _PREFERENCES = select(_PREF.name, _PREF.value, _PREF.set_at, _PREF.set_by, _PREF
 
 def cluster_preferences(session: Session, members: Sequence[str]) -> dict[str, Any]:
     """The current preferences and advisor of a cluster: per name, the latest setting
-    (at most four rows per profile, chosen here)."""
+    (at most four rows per profile, chosen here).
+
+    customer360.SQL_360 makes the same choice for the 360 on PostgreSQL: change both."""
     rows = session.connection().execute(_PREFERENCES, {"members": list(members)}).all()
     current: dict[str, Any] = {}
     for row in rows:

@@ -375,7 +375,9 @@ def summarize(event_type: str, payload: dict[str, Any]) -> str:
 
 
 def tracked_summary(call_type: str, name: str | None) -> str:
-    """The line for a tracked call: the event's name, or what the call did."""
+    """The line for a tracked call: the event's name, or what the call did.
+
+    customer360.SQL_360 writes the same line in SQL for the 360 on PostgreSQL: change both."""
     if call_type == "track":
         return name or "Tracked event"
     if call_type in ("page", "screen"):
