@@ -5,7 +5,10 @@
 Identity (PostgreSQL only): ``[--small]`` for quick runs; see bench/identity/.
 
 Flash sale (PostgreSQL only): ``[--buyers 64] [--units N] [--raw-units 20000] [--buckets 16]
-[--server-workers 1,2] [--idempotency-key] [--profile]``."""
+[--server-workers 1,2] [--idempotency-key] [--profile]``.
+
+Checkout (PostgreSQL only): ``--only checkout [--checkouts 2000] [--clients 8] [--skus 5000]
+[--hot 5] [--hot-units N] [--cases spread,hot] [--retry-503 0]``; see bench/checkout/."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import api_bench, catalog_bench, flash_sale, outbox_bench
+from bench import api_bench, catalog_bench, checkout, flash_sale, outbox_bench
 from bench.identity import c360_bench, ingest_bench, rebuild_bench
 
 console = Console()
@@ -40,6 +43,7 @@ def main() -> None:
             "identity-ingest",
             "identity-360",
             "identity-rebuild",
+            "checkout",
         ],
         help="Run one benchmark, not all (its results are merged into --out)",
     )
@@ -69,6 +73,22 @@ def main() -> None:
     identity.add_argument("--identifiers", type=int, help="Rebuild: identifiers (default 5M)")
     identity.add_argument("--persons", type=int, help="360: people (default 200,000)")
     identity.add_argument("--events-per-person", type=int, default=50, help="360: mean events")
+    shop = parser.add_argument_group("checkout (needs --postgres)")
+    shop.add_argument("--checkouts", type=int, default=2000, help="Carts checked out per case")
+    shop.add_argument("--clients", type=int, default=8, help="Client threads (and raw threads)")
+    shop.add_argument("--skus", type=int, default=5000, help="SKUs of the spread case")
+    shop.add_argument("--hot", type=int, default=5, help="Hot SKUs of the hot case")
+    shop.add_argument("--hot-units", type=int, help="Units per hot SKU (default checkouts / 5)")
+    shop.add_argument("--cases", default="spread,hot", help="Comma-separated: spread, hot")
+    shop.add_argument(
+        "--retry-503",
+        type=int,
+        default=0,
+        help="Clients resend a 503 concurrent_update this many times (same Idempotency-Key)",
+    )
+    shop.add_argument(
+        "--profile-checkouts", type=int, default=100, help="Checkouts under cProfile"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
 
@@ -127,6 +147,19 @@ def main() -> None:
             args.postgres,
             persons=args.persons or (5_000 if small else 200_000),
             events_per_person=args.events_per_person,
+            console=console,
+        )
+    if "checkout" in wanted and (args.postgres or args.only):
+        results["checkout_postgres"] = checkout.run(
+            args.postgres,
+            checkouts=args.checkouts,
+            clients=args.clients,
+            skus=args.skus,
+            hot=args.hot,
+            hot_units=args.hot_units,
+            cases=[c.strip() for c in args.cases.split(",") if c.strip()],
+            profile_checkouts=args.profile_checkouts,
+            retry_503=args.retry_503,
             console=console,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

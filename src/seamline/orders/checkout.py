@@ -39,7 +39,7 @@ from seamline.db.lookup import get_or_404
 from seamline.db.sequences import next_value
 from seamline.events import timers
 from seamline.inventory import reservations, stock
-from seamline.inventory.models import Location
+from seamline.inventory.models import Location, Reservation
 from seamline.inventory.schemas import ReservationCreate, ReservationLine
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, Forbidden, SeamlineError, Unprocessable
@@ -345,8 +345,19 @@ def _finish(
         return _stored_error(found), True
 
 
+def _in_lock_order(session: Session, found: Checkout) -> list[str]:
+    """The checkout's holds in the order every stock writer locks rows — (location, variant,
+    bucket) — so two checkouts of the same SKUs in opposite cart order cannot deadlock."""
+    rows = session.execute(
+        select(
+            Reservation.id, Reservation.location_id, Reservation.variant_id, Reservation.bucket
+        ).where(Reservation.id.in_(found.reservation_ids))
+    ).all()
+    return [r.id for r in sorted(rows, key=lambda r: (r.location_id, r.variant_id, r.bucket))]
+
+
 def _release(session: Session, found: Checkout) -> None:
-    for reservation_id in found.reservation_ids:
+    for reservation_id in _in_lock_order(session, found):
         held = reservations.claim(session, reservation_id, "released")
         if held is not None:
             reservations.let_go(session, held, "release")
@@ -393,7 +404,7 @@ def _place(
     caller: Caller,
 ) -> OrderOut:
     snap = found.quote
-    for reservation_id in found.reservation_ids:
+    for reservation_id in _in_lock_order(session, found):
         reservations.commit(session, reservation_id)
     paid = sum(t.amount for t, r in zip(step.tenders, results, strict=True) if r.succeeded)
     order = Order(
