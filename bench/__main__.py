@@ -86,9 +86,7 @@ def main() -> None:
         default=0,
         help="Clients resend a 503 concurrent_update this many times (same Idempotency-Key)",
     )
-    shop.add_argument(
-        "--profile-checkouts", type=int, default=100, help="Checkouts under cProfile"
-    )
+    shop.add_argument("--profile-checkouts", type=int, default=100, help="Checkouts under cProfile")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
 
