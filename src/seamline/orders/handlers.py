@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seamline.events.registry import on_timer
+from seamline.identity.erasure import ErasureScope, on_erase
 from seamline.orders import checkout, fulfilment
+from seamline.orders.models import Order, OrderHistory, Return
 
 
 @on_timer(checkout.EXPIRE_TIMER)
@@ -24,3 +27,27 @@ def pickup_reminder(session: Session, key: str, payload: dict[str, Any]) -> None
 @on_timer(fulfilment.EXPIRE_TIMER)
 def pickup_expired(session: Session, key: str, payload: dict[str, Any]) -> None:
     fulfilment.expire(session, payload)
+
+
+@on_erase("orders")
+def erase_order_personal_data(session: Session, scope: ErasureScope) -> dict[str, int]:
+    """An erased customer's orders keep their financial facts (lines, amounts, payments,
+    refunds, the country that set the tax) with the personal fields blanked: email, address,
+    free text that may name them."""
+    orders = list(
+        session.scalars(
+            select(Order).where(Order.profile_id.in_(scope.profile_ids)).with_for_update()
+        )
+    )
+    for order in orders:
+        order.email = None
+        if order.shipping_address is not None:
+            country = order.shipping_address.get("country")
+            order.shipping_address = {"country": country} if isinstance(country, str) else None
+        if order.cancelled_reason:
+            order.cancelled_reason = scope.redactor.text(order.cancelled_reason)
+        for row in session.scalars(select(OrderHistory).where(OrderHistory.order_id == order.id)):
+            row.detail = scope.redactor.json(row.detail)
+        for ret in session.scalars(select(Return).where(Return.order_id == order.id)):
+            ret.note = scope.redactor.text(ret.note) if ret.note else ret.note
+    return {"orders": len(orders)}

@@ -32,7 +32,8 @@ class Promotion(Timestamped, Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # Stored as typed but matched folded (upper case, no spaces): ``code_key`` is unique.
+    # Stored as typed, matched folded (``normalize_code``: trimmed, case-folded): ``code_key``
+    # is unique.
     code: Mapped[str | None] = mapped_column(String(64))
     code_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
