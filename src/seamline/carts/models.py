@@ -13,16 +13,12 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from seamline.db.base import Base, JSONDoc, Timestamped
+from seamline.db.base import Base, JSONDoc, Timestamped, one_of
 from seamline.kit import clock
 
 CART_STATUSES = ("open", "checking_out", "completed", "merged", "abandoned")
 FULFILMENTS = ("ship", "pickup")
 MAX_LINE_QUANTITY = 999
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class Cart(Timestamped, Base):
@@ -47,7 +43,7 @@ class Cart(Timestamped, Base):
     updated_by: Mapped[str | None] = mapped_column(String(40))  # API key id of the last change
 
     __table_args__ = (
-        CheckConstraint(_in("status", CART_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", CART_STATUSES), name="status_known"),
         CheckConstraint("profile_id IS NOT NULL OR anonymous_id IS NOT NULL", name="has_owner"),
         # One open cart per recognised customer: the same cart on every device.
         Index(
@@ -74,7 +70,7 @@ class CartLine(Timestamped, Base):
 
     __table_args__ = (
         CheckConstraint(f"quantity > 0 AND quantity <= {MAX_LINE_QUANTITY}", name="quantity_range"),
-        CheckConstraint(_in("fulfilment", FULFILMENTS), name="fulfilment_known"),
+        CheckConstraint(one_of("fulfilment", FULFILMENTS), name="fulfilment_known"),
         CheckConstraint(
             "(fulfilment = 'pickup') = (pickup_location_id IS NOT NULL)", name="pickup_has_store"
         ),

@@ -40,3 +40,8 @@ class Timestamped:
 
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """The SQL of a CHECK that ``column`` holds one of ``values`` (a closed vocabulary)."""
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"

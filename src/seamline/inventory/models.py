@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from seamline.db.base import Base, BigIntPK, Timestamped
+from seamline.db.base import Base, BigIntPK, Timestamped, one_of
 from seamline.kit import clock
 
 LOCATION_KINDS = ("warehouse", "store")
@@ -77,10 +77,6 @@ TRANSFER_STATUSES = ("in_transit", "received", "cancelled")
 MAX_BUCKETS = 64
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
-
-
 class StockLevel(Base):
     """What one location holds of one variant, in one or more buckets. Summed over its buckets,
     ``on_hand`` is the sum of its movements and ``reserved`` the sum of its held reservations;
@@ -136,7 +132,7 @@ class StockMovement(Base):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", MOVEMENT_KINDS), name="kind_known"),
+        CheckConstraint(one_of("kind", MOVEMENT_KINDS), name="kind_known"),
         Index("ix_stock_movements_variant_location", "variant_id", "location_id", "id"),
     )
 
@@ -162,7 +158,7 @@ class Reservation(Base):
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
-        CheckConstraint(_in("status", RESERVATION_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", RESERVATION_STATUSES), name="status_known"),
         # One live hold per reference, location and variant: a retried reserve finds it.
         Index(
             "uq_reservations_live_hold",
@@ -192,7 +188,7 @@ class Transfer(Timestamped, Base):
     received_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
-        CheckConstraint(_in("status", TRANSFER_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", TRANSFER_STATUSES), name="status_known"),
         CheckConstraint("from_location_id <> to_location_id", name="distinct_locations"),
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from seamline.db.base import Base, BigIntPK, JSONDoc, Timestamped
+from seamline.db.base import Base, BigIntPK, JSONDoc, Timestamped, one_of
 from seamline.kit import clock
 
 CHECKOUT_STATUSES = ("reserving", "paying", "completed", "failed")
@@ -39,10 +39,6 @@ RETURN_STATUSES = ("requested", "received", "refunded", "cancelled")
 DISPOSITIONS = ("restock", "write_off")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
-
-
 class Checkout(Timestamped, Base):
     """One attempt to turn a cart into an order: reserve → pay → commit, across transactions.
 
@@ -67,7 +63,7 @@ class Checkout(Timestamped, Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
 
     __table_args__ = (
-        CheckConstraint(_in("status", CHECKOUT_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", CHECKOUT_STATUSES), name="status_known"),
         Index("uq_checkouts_key", "key_id", "idempotency_key", unique=True),
     )
 
@@ -102,8 +98,8 @@ class Order(Timestamped, Base):
     cancelled_reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
-        CheckConstraint(_in("status", ORDER_STATUSES), name="status_known"),
-        CheckConstraint(_in("payment_state", PAYMENT_STATES), name="payment_state_known"),
+        CheckConstraint(one_of("status", ORDER_STATUSES), name="status_known"),
+        CheckConstraint(one_of("payment_state", PAYMENT_STATES), name="payment_state_known"),
         CheckConstraint("total >= 0 AND refunded_total <= paid_total", name="money_sane"),
     )
 
@@ -129,8 +125,8 @@ class FulfilmentGroup(Timestamped, Base):
     carrier_status: Mapped[str | None] = mapped_column(String(60))
 
     __table_args__ = (
-        CheckConstraint(_in("kind", GROUP_KINDS), name="kind_known"),
-        CheckConstraint(_in("status", GROUP_STATUSES), name="status_known"),
+        CheckConstraint(one_of("kind", GROUP_KINDS), name="kind_known"),
+        CheckConstraint(one_of("status", GROUP_STATUSES), name="status_known"),
     )
 
 
@@ -189,7 +185,7 @@ class Return(Timestamped, Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str | None] = mapped_column(String(40))
 
-    __table_args__ = (CheckConstraint(_in("status", RETURN_STATUSES), name="status_known"),)
+    __table_args__ = (CheckConstraint(one_of("status", RETURN_STATUSES), name="status_known"),)
 
 
 class ReturnLine(Base):
@@ -208,6 +204,7 @@ class ReturnLine(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint(
-            "disposition IS NULL OR " + _in("disposition", DISPOSITIONS), name="disposition_known"
+            "disposition IS NULL OR " + one_of("disposition", DISPOSITIONS),
+            name="disposition_known",
         ),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from seamline.db.base import Base, JSONDoc, Timestamped
+from seamline.db.base import Base, JSONDoc, Timestamped, one_of
 from seamline.kit import clock
 
 PAYMENT_STATUSES = (
@@ -24,10 +24,6 @@ PAYMENT_STATUSES = (
     "failed",
     "voided",
 )
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class Payment(Timestamped, Base):
@@ -52,7 +48,7 @@ class Payment(Timestamped, Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
 
     __table_args__ = (
-        CheckConstraint(_in("status", PAYMENT_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", PAYMENT_STATUSES), name="status_known"),
         CheckConstraint(
             "amount > 0 AND captured BETWEEN 0 AND amount AND refunded BETWEEN 0 AND captured",
             name="amounts_sane",

@@ -12,17 +12,13 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from seamline.db.base import Base, JSONDoc, Timestamped
+from seamline.db.base import Base, JSONDoc, Timestamped, one_of
 from seamline.kit import clock
 
 PROMOTION_KINDS = ("percentage", "fixed_amount", "free_shipping")
 PROMOTION_TARGETS = ("all", "products", "collections")
 USAGE_STATUSES = ("held", "used", "released")
 SHIPPING_KINDS = ("flat", "weight_band", "free_over")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class Promotion(Timestamped, Base):
@@ -53,8 +49,8 @@ class Promotion(Timestamped, Base):
     active: Mapped[bool] = mapped_column(default=True)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", PROMOTION_KINDS), name="kind_known"),
-        CheckConstraint(_in("applies_to", PROMOTION_TARGETS), name="target_known"),
+        CheckConstraint(one_of("kind", PROMOTION_KINDS), name="kind_known"),
+        CheckConstraint(one_of("applies_to", PROMOTION_TARGETS), name="target_known"),
         CheckConstraint("value >= 0 AND min_subtotal >= 0", name="amounts_positive"),
         CheckConstraint(
             "usage_limit IS NULL OR (used_count <= usage_limit)", name="within_usage_limit"
@@ -79,7 +75,7 @@ class PromotionUsage(Base):
 
     __table_args__ = (
         UniqueConstraint("promotion_id", "checkout_id"),
-        CheckConstraint(_in("status", USAGE_STATUSES), name="status_known"),
+        CheckConstraint(one_of("status", USAGE_STATUSES), name="status_known"),
         Index("ix_promotion_usages_profile", "promotion_id", "profile_id"),
     )
 
@@ -132,6 +128,6 @@ class ShippingRate(Timestamped, Base):
     active: Mapped[bool] = mapped_column(default=True)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", SHIPPING_KINDS), name="kind_known"),
+        CheckConstraint(one_of("kind", SHIPPING_KINDS), name="kind_known"),
         CheckConstraint("price >= 0", name="price_positive"),
     )
