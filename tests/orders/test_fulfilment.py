@@ -231,3 +231,13 @@ def test_asynchronous_payment_that_fails_cancels_the_order(
     assert got["status"] == "cancelled"
     assert got["payments"][0]["status"] == "declined"
     assert level(db, shop.warehouse, shop.mat) == (10, 0)
+
+
+def test_order_queries_and_ids_refuse_what_cannot_be_an_id(client: TestClient, shop: Shop) -> None:
+    """Found by fuzzing on PostgreSQL: a NUL byte in a filter reached the database (500)."""
+    r = client.get("/api/v1/orders", params={"location_id": "loc_\x00x"}, headers=shop.auth)
+    assert r.status_code == 422
+    r = client.get("/api/v1/orders", params={"status": "shipped?"}, headers=shop.auth)
+    assert r.status_code == 422
+    r = client.post("/api/v1/orders/ord_x/groups/ful_%00/ready", headers=shop.auth)
+    assert r.status_code == 404

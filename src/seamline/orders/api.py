@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
@@ -23,15 +23,19 @@ from seamline.settings import Settings
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_]+$")]
+QueryId = Annotated[str | None, Query(max_length=40, pattern=r"^[a-z]{2,4}_[0-9a-z]{1,34}$")]
+OrderStatus = Literal[
+    "placed", "paid", "partially_fulfilled", "fulfilled", "completed", "cancelled"
+]
 
 
 @router.get("", **scoped("orders:read"))
 def list_orders(
     db: DB,
     caller: CurrentCaller,
-    profile_id: Annotated[str | None, Query(max_length=40)] = None,
-    status: Annotated[str | None, Query(max_length=24)] = None,
-    location_id: Annotated[str | None, Query(max_length=40)] = None,
+    profile_id: QueryId = None,
+    status: OrderStatus | None = None,
+    location_id: QueryId = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> OrderList:

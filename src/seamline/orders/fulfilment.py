@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
+from seamline.db.lookup import usable_id
 from seamline.events import timers
 from seamline.inventory import stock
 from seamline.kit import clock
@@ -43,6 +44,8 @@ HANDED_OVER = ("picked_up", "shipped", "delivered")
 
 
 def _group(session: Session, order: Order, group_id: str) -> FulfilmentGroup:
+    if not usable_id(group_id):
+        raise NotFound("no such fulfilment group on this order", code="fulfilment_not_found")
     group = session.scalars(
         select(FulfilmentGroup)
         .where(FulfilmentGroup.id == group_id, FulfilmentGroup.order_id == order.id)

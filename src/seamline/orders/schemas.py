@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seamline.kit.schemas import JSON_TEXT_PATTERN, NAME_PATTERN
+
 MAX_MINOR = 10**12
 Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z]{2,4}_[0-9a-z]{1,34}$")]
 
@@ -19,7 +21,7 @@ class TenderIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     provider: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
-    token: Annotated[str, Field(min_length=1, max_length=255)]
+    token: Annotated[str, Field(min_length=1, max_length=255, pattern=NAME_PATTERN)]
     amount: Annotated[int, Field(ge=1, le=MAX_MINOR)] | None = Field(
         default=None, description="Minor units; leave it out on the last tender to pay the rest."
     )
@@ -140,13 +142,16 @@ class OrderList(BaseModel):
 class HandOverIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: Annotated[str, Field(min_length=1, max_length=20, description="The pick-up code.")]
+    code: Annotated[
+        str,
+        Field(min_length=1, max_length=20, pattern=NAME_PATTERN, description="The pick-up code."),
+    ]
 
 
 class ShipIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    carrier: Annotated[str, Field(min_length=1, max_length=60)]
+    carrier: Annotated[str, Field(min_length=1, max_length=60, pattern=NAME_PATTERN)]
     tracking_number: Annotated[
         str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]*$")
     ]
@@ -155,7 +160,7 @@ class ShipIn(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=NAME_PATTERN)]
 
 
 class CarrierEventIn(BaseModel):
@@ -175,6 +180,6 @@ class CarrierEventIn(BaseModel):
             description="e.g. in_transit, out_for_delivery, delivered, exception",
         ),
     ]
-    carrier: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    carrier: Annotated[str, Field(min_length=1, max_length=60, pattern=NAME_PATTERN)] | None = None
     occurred_at: datetime | None = None
-    detail: Annotated[str, Field(max_length=500)] | None = None
+    detail: Annotated[str, Field(max_length=500, pattern=JSON_TEXT_PATTERN)] | None = None
