@@ -241,3 +241,31 @@ def test_order_queries_and_ids_refuse_what_cannot_be_an_id(client: TestClient, s
     assert r.status_code == 422
     r = client.post("/api/v1/orders/ord_x/groups/ful_%00/ready", headers=shop.auth)
     assert r.status_code == 404
+
+
+def test_a_webhook_about_a_failed_checkouts_tender_is_acknowledged(
+    client: TestClient, db: Database, shop: Shop, make_cart: Callable[..., str]
+) -> None:
+    """The tender was recorded without an order (the checkout failed and undid it): the PSP's
+    later notification is acknowledged once, not refused for days."""
+    tenders = [
+        {"provider": "test", "token": "tok_test_success", "amount": 1000},
+        {"provider": "test", "token": "tok_test_decline"},
+    ]
+    assert (
+        pay(client, make_cart([(shop.mat, 1, None)]), shop.auth, tenders=tenders).status_code == 402
+    )
+    sandbox = get_provider("test")
+    assert isinstance(sandbox, SandboxProvider)
+    with db.transaction(readonly=True) as session:
+        from seamline.payments.models import Payment
+
+        reference = session.scalars(
+            select(Payment.provider_reference).where(Payment.position == 0)
+        ).one()
+    body, headers = sandbox.confirmation_webhook(str(reference), amount=1000, currency="EUR")
+    r = client.post("/api/v1/payments/webhooks/test", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] == "no_order"
+    again = client.post("/api/v1/payments/webhooks/test", content=body, headers=headers)
+    assert again.json()["duplicate"] is True

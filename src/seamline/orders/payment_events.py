@@ -42,7 +42,7 @@ def apply(session: Session, provider: str, body: bytes, headers: Mapping[str, st
         .where(Payment.provider == provider, Payment.provider_reference == event.provider_reference)
         .with_for_update()
     ).first()
-    if payment is None or payment.order_id is None:
+    if payment is None:
         raise Conflict(
             "this payment is not recorded yet; retry later", code="payment_not_recorded_yet"
         )
@@ -54,6 +54,10 @@ def apply(session: Session, provider: str, body: bytes, headers: Mapping[str, st
     )
     if not fresh:
         return WebhookAck(duplicate=True)
+    if payment.order_id is None:
+        # A tender of a checkout that failed (it was undone then): nothing to apply, and a 409
+        # would only make the PSP retry for days.
+        return WebhookAck(applied="no_order")
     order = session.get(Order, payment.order_id, with_for_update=True)
     assert order is not None
     if event.type == "payment.captured" and payment.status != "captured":
