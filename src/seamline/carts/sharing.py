@@ -28,8 +28,9 @@ SHARE_CODE_ATTEMPTS = 8
 
 
 def require_secret(caller: Caller | None, what: str) -> None:
-    """Staff-only operations: a publishable (browser) key may not do ``what``."""
-    if caller is not None and caller.kind != "secret":
+    """Staff-only operations: a publishable (browser) key may not do ``what``; secret keys and
+    signed-in staff users (``kind="staff"``) may."""
+    if caller is not None and caller.kind not in ("secret", "staff"):
         raise Forbidden(f"only secret keys may {what}", code="secret_key_required")
 
 

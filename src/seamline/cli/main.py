@@ -1,4 +1,4 @@
-"""Entry point: ``seamline serve|worker|db|keys|channels|webhooks|catalog|inventory|…``."""
+"""Entry point: ``seamline serve|worker|db|keys|users|channels|webhooks|catalog|inventory|…``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from seamline.cli import inventory as inventory_cli
 from seamline.cli import keys as keys_cli
 from seamline.cli import registry as registry_cli
 from seamline.cli import run as run_cli
+from seamline.cli import users as users_cli
 
 app = typer.Typer(
     name="seamline",
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(users_cli.app, name="users")
 app.add_typer(registry_cli.channels_app, name="channels")
 app.add_typer(registry_cli.webhooks_app, name="webhooks")
 app.add_typer(catalog_cli.catalog_app, name="catalog")

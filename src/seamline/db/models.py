@@ -47,6 +47,7 @@ from seamline.orders.models import (
 )
 from seamline.payments.models import Payment, PaymentWebhookEvent, Refund
 from seamline.pricing.models import Promotion, PromotionUsage, ShippingRate, TaxRate, TaxSettings
+from seamline.staff.models import StaffSession, StaffUser
 
 metadata = Base.metadata
 
@@ -95,6 +96,8 @@ __all__ = [
     "SavedList",
     "SavedListItem",
     "ShippingRate",
+    "StaffSession",
+    "StaffUser",
     "StockLevel",
     "StockMovement",
     "TaxRate",
