@@ -85,6 +85,9 @@ def create_app(
     _include_routers(app)
     _install_system_routes(app, rt)
     _install_docs(app)
+    from seamline.console.app import install as install_console
+
+    install_console(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -195,7 +198,7 @@ def _install_system_routes(app: FastAPI, rt: Runtime) -> None:
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> HTMLResponse:
-        from seamline.console.pages import home_page
+        from seamline.console.web import home_page
 
         return home_page(request)
 

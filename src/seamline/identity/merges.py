@@ -219,3 +219,14 @@ def merge_profiles(
         profile.cluster_id,
         cluster_members(session, profile.cluster_id),
     )
+
+
+def active_merges(session: Session, members: Sequence[str]) -> list[ProfileMerge]:
+    """The merges that hold a cluster together now (what staff may undo), newest first."""
+    return list(
+        session.scalars(
+            select(ProfileMerge)
+            .where(ProfileMerge.profile_id.in_(list(members)), ProfileMerge.undone_at.is_(None))
+            .order_by(ProfileMerge.created_at.desc(), ProfileMerge.id.desc())
+        )
+    )
