@@ -38,7 +38,11 @@ def test_db_commands(cli_env: dict[str, str]) -> None:
     assert "up to date" in runner.invoke(app, ["db", "current"]).output
 
 
-def test_demo_check_builds_the_demo_and_verifies_it(cli_env: dict[str, str]) -> None:
+def test_demo_check_builds_the_demo_and_verifies_it(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small crowd keeps the suite quick; .ci/run also runs the full-size `seamline demo --check`.
+    monkeypatch.setenv("SEAMLINE_DEMO_CUSTOMERS", "40")
     runner = CliRunner()
     first = runner.invoke(app, ["demo", "--check"])
     assert first.exit_code == 0, first.output

@@ -162,6 +162,8 @@ def demo(
     from seamline.demo import build_demo
 
     settings = get_settings()
+    if port is not None:
+        settings = settings.model_copy(update={"port": port})
     ok = build_demo(settings, console=console)
     if check:
         if not ok:
@@ -169,4 +171,7 @@ def demo(
             raise typer.Exit(1)
         console.print("[green]demo check passed[/green]")
         return
+    if not ok:
+        err_console.print("[yellow]the demo's S1 check failed; serving it anyway[/yellow]")
+    console.print(f"Open the console: [bold]http://{settings.host}:{settings.port}/console/[/bold]")
     serve(host=None, port=port, no_worker=False, migrate_first=False)
