@@ -137,3 +137,16 @@ def test_serve_with_several_processes(tmp_path: Path, settings: Settings, backen
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_bench_runs_the_source_trees_benchmarks() -> None:
+    from seamline.cli.bench import source_tree
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["bench", "nope"])
+    assert refused.exit_code == 2
+    assert "checkout" in refused.output
+    # From this checkout (installed with pip install -e), the benchmarks are found.
+    root = source_tree()
+    assert root is not None
+    assert (root / "bench" / "checkout").is_dir()

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from seamline import __version__
+from seamline.cli import bench as bench_cli
 from seamline.cli import catalog as catalog_cli
 from seamline.cli import customers as customers_cli
 from seamline.cli import customers_import, customers_privacy, identity_rebuild
@@ -36,6 +37,9 @@ app.add_typer(customers_cli.identity_app, name="identity")
 app.command("serve")(run_cli.serve)
 app.command("worker")(run_cli.worker)
 app.command("demo")(run_cli.demo)
+app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    bench_cli.bench
+)
 
 # Modules that add commands to the groups above when imported.
 _COMMAND_MODULES = (customers_import, customers_privacy, identity_rebuild)
