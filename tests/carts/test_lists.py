@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from seamline.db.engine import Database
+from seamline.runtime import Runtime
 from tests.carts.conftest import Headers, Shop, bearer, get, new_cart, quantities
 from tests.catalog_helpers import events
 from tests.identity.conftest import identifier
@@ -24,6 +25,7 @@ def test_scan_in_store_then_buy_part_on_the_web(
     shop: Shop,
     db: Database,
     make_key: Callable[..., str],
+    runtime: Runtime,
 ) -> None:
     ek = bearer(make_key(kind="event"))
     client.post("/v1/identify", json={"userId": "dee", "anonymousId": "web-dee"}, headers=ek)
@@ -88,6 +90,16 @@ def test_scan_in_store_then_buy_part_on_the_web(
         "saved_list.item_moved_to_cart",
     ]
     assert all(e.payload["profile_id"] == profile for e in events(db, "saved_list."))
+    # The list's story is on the customer's timeline, like their carts'.
+    runtime.worker().drain()
+    timeline = client.get(f"/api/v1/profiles/{profile}/timeline?kind=domain", headers=auth)
+    assert timeline.status_code == 200, timeline.text
+    lines = [item["summary"] for item in timeline.json()["data"]]
+    assert lines.count("Saved list “Home gym ✓” started") == 1
+    moves = [line for line in lines if line.startswith("Moved ")]
+    assert len(moves) == 2
+    assert all(" from a saved list to cart crt_" in line for line in moves)
+    assert "Saved list item added" in lines
 
 
 def get_list(client: TestClient, headers: Headers, list_id: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ log = structlog.get_logger("seamline.identity.handlers")
 # Domain events that concern a customer (when their payload names a ``profile_id``).
 TIMELINE_TYPES = (
     "cart.*",
+    "saved_list.*",
     "order.*",
     "return.*",
     "payment.*",

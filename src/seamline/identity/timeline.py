@@ -289,6 +289,7 @@ def record_entry(
 
 _NOUNS = {
     "cart": "Cart",
+    "saved_list": "Saved list",
     "order": "Order",
     "return": "Return",
     "payment": "Payment",
@@ -305,6 +306,8 @@ _TEMPLATES = {
     "order.placed": "Order {order_id} placed, {money:total_minor}",
     "order.refunded": "Refund of {money:amount_minor} on order {order_id}",
     "return.requested": "Return requested for order {order_id}",
+    "saved_list.created": "Saved list “{name}” started",
+    "saved_list.item_moved_to_cart": "Moved {moved} from a saved list to cart {cart_id}",
     "payment.captured": "Payment of {money:amount_minor} captured",
     "payment.refunded": "Payment refund of {money:amount_minor}",
     "loyalty.points_earned": "Earned {points} points",
