@@ -30,11 +30,11 @@ from seamline.pricing import Destination, Line, PricingContext, Quote, price_car
 from seamline.pricing import models as pricing_models
 from seamline.pricing.common import ShippingUnavailable
 from seamline.pricing.loader import (
+    cached_shipping_rate,
+    cached_tax_config,
     code_key,
     exhausted,
     promotion_rows,
-    shipping_rate,
-    tax_config,
     to_engine,
 )
 from seamline.pricing.promotions import Promotion as EnginePromotion
@@ -141,30 +141,30 @@ def price(
             )
         )
     variant_ids = sorted({line.variant_id for line in lines})
+    # One statement: each variant with its product, its price in the cart's currency, whether
+    # the product is listed on the cart's channel, and one row per collection it is in.
+    on_channel = (
+        select(Listing.product_id)
+        .where(
+            Listing.product_id == Product.id,
+            Listing.channel_id == cart.channel_id,
+            Listing.published.is_(True),
+        )
+        .exists()
+    )
     rows = session.execute(
-        select(Variant, Product, Price.amount)
+        select(Variant, Product, Price.amount, on_channel, CollectionProduct.collection_id)
         .join(Product, Product.id == Variant.product_id)
         .outerjoin(Price, (Price.variant_id == Variant.id) & (Price.currency == cart.currency))
+        .outerjoin(CollectionProduct, CollectionProduct.product_id == Product.id)
         .where(Variant.id.in_(variant_ids))
     ).all()
-    found = {v.id: (v, p, amount) for v, p, amount in rows}
-    product_ids = sorted({p.id for _, p, _ in rows})
-    listed = set(
-        session.scalars(
-            select(Listing.product_id).where(
-                Listing.product_id.in_(product_ids),
-                Listing.channel_id == cart.channel_id,
-                Listing.published.is_(True),
-            )
-        )
-    )
+    found = {v.id: (v, p, amount) for v, p, amount, _, _ in rows}
+    listed = {p.id for _, p, _, is_listed, _ in rows if is_listed}
     collections: dict[str, set[str]] = {}
-    for product_id, collection_id in session.execute(
-        select(CollectionProduct.product_id, CollectionProduct.collection_id).where(
-            CollectionProduct.product_id.in_(product_ids)
-        )
-    ):
-        collections.setdefault(product_id, set()).add(collection_id)
+    for _, p, _, _, collection_id in rows:
+        if collection_id is not None:
+            collections.setdefault(p.id, set()).add(collection_id)
 
     problems: list[Problem] = []
     priced: list[PricedLine] = []
@@ -202,7 +202,7 @@ def price(
     promotions = promotion_rows(session, currency=cart.currency, codes=cart.codes, now=now)
     spent = [p for p in promotions if exhausted(p)]
     usable = [p for p in promotions if not exhausted(p)]
-    tax = tax_config(session)
+    tax = cached_tax_config(session)
     destination = _destination(cart.shipping_address)
     # Only groups that have a priced line: the engine refuses a tax address for a group it
     # never sees (a pick-up line left out as a problem would otherwise fail the whole quote).
@@ -220,11 +220,11 @@ def price(
     shipping: dict[str, ShippingRate] = {}
     ships = any(line.fulfilment_group == SHIP for line in engine_lines)
     if ships and cart.shipping_rate_id:
-        rate = session.get(pricing_models.ShippingRate, cart.shipping_rate_id)
-        if rate is None or not rate.active or rate.currency != cart.currency:
+        rate = cached_shipping_rate(session, cart.shipping_rate_id)
+        if rate is None or not rate[0] or rate[1] != cart.currency:
             problems.append(Problem("shipping_unavailable", "the chosen shipping rate is gone"))
         else:
-            shipping[SHIP] = shipping_rate(rate)
+            shipping[SHIP] = rate[2]
     elif ships:
         problems.append(Problem("no_shipping_rate", "choose a shipping rate for shipped lines"))
     buyer = _buyer(session, cart)

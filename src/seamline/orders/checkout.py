@@ -22,9 +22,7 @@ opens its own transactions: the steps must commit separately.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -34,36 +32,32 @@ from seamline.auth.service import Caller
 from seamline.carts import quote as cart_quote
 from seamline.carts import service as carts
 from seamline.carts.models import Cart, CartLine
+from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.engine import Database
 from seamline.db.lookup import get_or_404
-from seamline.db.sequences import next_value
 from seamline.events import timers
-from seamline.inventory import reservations, stock
-from seamline.inventory.models import Location, Reservation
+from seamline.events.models import Timer
+from seamline.inventory import reservations, reservations_many
+from seamline.inventory.models import Location
 from seamline.inventory.schemas import ReservationCreate, ReservationLine
 from seamline.kit import clock
+from seamline.kit.clock import ensure_utc
 from seamline.kit.errors import Conflict, FieldError, Forbidden, SeamlineError, Unprocessable
 from seamline.kit.ids import new_id
-from seamline.orders import placing, routing
+from seamline.orders import committing, placing, routing
+from seamline.orders.committing import EXPIRE_TIMER, PaymentDeclined
+from seamline.orders.committing import paid as _paid
+from seamline.orders.committing import stored_error as _stored_error
 from seamline.orders.models import Checkout, Order
 from seamline.orders.schemas import CheckoutIn, OrderOut
-from seamline.orders.service import emit_order_event, history, order_out
+from seamline.orders.service import order_out
 from seamline.payments import service as payments
-from seamline.payments.providers import PaymentResult, get_provider, refuse_card_number
+from seamline.payments.providers import get_provider, refuse_card_number
 from seamline.pricing import usage
 
-EXPIRE_TIMER = "checkout.expire"
+__all__ = ["EXPIRE_TIMER", "PaymentDeclined", "checkout", "expire"]
 
-
-class PaymentDeclined(SeamlineError):
-    status, title, code = 402, "Payment required", "payment_declined"
-
-
-@dataclass(frozen=True)
-class _Step:
-    checkout_id: str
-    tenders: list[payments.Tender]
-    currency: str
+_Step = committing.Step
 
 
 def _hash(data: CheckoutIn) -> str:
@@ -79,26 +73,35 @@ def checkout(
     idempotency_key: str,
     hold_seconds: int = 900,
 ) -> OrderOut:
-    with db.transaction() as session:
-        step, done = _reserve(
-            session, cart_id, data, caller, idempotency_key, hold_seconds=hold_seconds
-        )
-        if done is not None:
-            return done
+    lean = True
+    while True:
+        try:
+            with db.transaction() as session:
+                step, done = _reserve(
+                    session,
+                    cart_id,
+                    data,
+                    caller,
+                    idempotency_key,
+                    hold_seconds=hold_seconds,
+                    lean=lean,
+                )
+                if done is not None:
+                    return done
+            break
+        except reservations_many.HoldFailed:
+            # The multi-line hold lost a race for the units routing saw: start step 1 again,
+            # holding line by line (which also explains a refusal).
+            lean = False
     results = payments.take(step.checkout_id, step.tenders, step.currency)
     if not _paid(results):
         payments.undo(step.checkout_id, step.tenders, results)
-    with db.transaction() as session:
-        outcome, lost = _finish(session, step, results, caller)
+    outcome, lost = committing.commit(db, step, results, caller)
     if lost:  # paid, but the holds were gone: give the money back
         payments.undo(step.checkout_id, step.tenders, results)
     if isinstance(outcome, SeamlineError):
         raise outcome
     return outcome
-
-
-def _paid(results: Sequence[PaymentResult]) -> bool:
-    return bool(results) and all(r.succeeded or r.pending for r in results)
 
 
 # -- step 1 ----------------------------------------------------------------------------------
@@ -125,16 +128,6 @@ def _step_of(found: Checkout) -> _Step:
     return _Step(found.id, tenders, str(found.quote["currency"]))
 
 
-def _stored_error(found: Checkout) -> SeamlineError:
-    error = found.error or {}
-    cls = PaymentDeclined if error.get("status") == 402 else Conflict
-    return cls(
-        str(error.get("detail", "this checkout failed")),
-        code=str(error.get("code", "checkout_failed")),
-        extra=dict(error.get("extra", {})),
-    )
-
-
 def _reserve(
     session: Session,
     cart_id: str,
@@ -143,6 +136,7 @@ def _reserve(
     idempotency_key: str,
     *,
     hold_seconds: int,
+    lean: bool = True,
 ) -> tuple[_Step, OrderOut | None]:
     request_hash = _hash(data)
     found = session.scalar(
@@ -189,7 +183,7 @@ def _reserve(
         checkout_id=checkout_id,
         profile_id=cart.profile_id,
     )
-    held, reasons = _hold_stock(session, cart, priced, checkout_id, hold_seconds)
+    held, reasons = _hold_stock(session, cart, priced, checkout_id, lean=lean)
     snapshot = placing.snapshot(priced, held, reasons)
     session.add(
         Checkout(
@@ -207,14 +201,26 @@ def _reserve(
         )
     )
     carts.mark_checking_out(session, cart, key_id=caller.key_id)
-    timers.schedule(
-        session,
-        f"{EXPIRE_TIMER}:{checkout_id}",
-        kind=EXPIRE_TIMER,
-        fire_at=clock.now() + timedelta(seconds=hold_seconds + 60),
-        payload={"checkout_id": checkout_id},
-    )
+    _schedule_expiry(session, checkout_id, clock.now() + timedelta(seconds=hold_seconds + 60))
     return _Step(checkout_id, tenders, cart.currency), None
+
+
+def _schedule_expiry(session: Session, checkout_id: str, fire_at: datetime) -> None:
+    """The checkout's timer: a new checkout's key is new, so one insert does (no re-read);
+    should it exist after all, ``timers.schedule`` moves it as it would."""
+    key = f"{EXPIRE_TIMER}:{checkout_id}"
+    payload = {"checkout_id": checkout_id}
+    values = {
+        "key": key,
+        "kind": EXPIRE_TIMER,
+        "payload": payload,
+        "fire_at": ensure_utc(fire_at),
+        "status": "pending",
+        "attempts": 0,
+        "created_at": clock.now(),
+    }
+    if not insert_ignoring_conflict(session, Timer, values, on=["key"]):
+        timers.schedule(session, key, kind=EXPIRE_TIMER, fire_at=fire_at, payload=payload)
 
 
 def _check_caller(session: Session, data: CheckoutIn, caller: Caller) -> None:
@@ -250,7 +256,8 @@ def _hold_stock(
     cart: Cart,
     priced: cart_quote.PricedCart,
     checkout_id: str,
-    hold_seconds: int,
+    *,
+    lean: bool,
 ) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """Hold every line; returns line id → (reservation id, location id) and the routing
     reasons by location. Pick-up lines at their store; shipped lines where routing sends them
@@ -295,6 +302,21 @@ def _hold_stock(
     for lines, channel in groups:
         if not lines:
             continue
+        # The lean path: every line where routing sent it, in one statement; no savepoint —
+        # if it fails, step 1 starts again without it (HoldFailed).
+        policy = routing.channel_policy(session, channel) if channel else None
+        fast = (
+            reservations_many.reserve_many(
+                session, request(lines, True, channel), policy=policy, savepoint=False
+            )
+            if lean
+            else None
+        )
+        if fast is not None:
+            held.update(
+                {line.id: (h.id, h.location_id) for h, line in zip(fast, lines, strict=True)}
+            )
+            continue
         try:
             with session.begin_nested():
                 outs = reservations.reserve(session, request(lines, True, channel))
@@ -305,169 +327,6 @@ def _hold_stock(
             reasons = {h.location_id: "stock moved while routing; held where it was" for h in outs}
         held.update({line.id: (h.id, h.location_id) for h, line in zip(outs, lines, strict=True)})
     return held, reasons
-
-
-# -- step 3 ----------------------------------------------------------------------------------
-
-
-def _finish(
-    session: Session, step: _Step, results: Sequence[PaymentResult], caller: Caller
-) -> tuple[OrderOut | SeamlineError, bool]:
-    """The order, or the refusal; and whether money taken must be given back (the holds were
-    lost — the payment window passed — or the checkout was expired meanwhile)."""
-    found = session.scalars(
-        select(Checkout).where(Checkout.id == step.checkout_id).with_for_update()
-    ).one()
-    if found.status == "completed" and found.order_id is not None:
-        order = session.get(Order, found.order_id)
-        assert order is not None
-        return order_out(session, order), False
-    if found.status == "failed":
-        return _stored_error(found), _paid(results)
-    cart = session.get(Cart, found.cart_id, with_for_update=True)
-    assert cart is not None
-    if not _paid(results):
-        return _fail(session, found, cart, step, results), False
-    try:
-        with session.begin_nested():
-            return _place(session, found, cart, step, results, caller), False
-    except Conflict:  # a hold is no longer held (its window passed while paying)
-        _release(session, found)
-        found.status = "failed"
-        found.error = {
-            "status": 409,
-            "code": "checkout_expired",
-            "detail": "the payment took longer than the stock could be held; nothing was charged",
-            "extra": {},
-        }
-        carts.reopen(session, cart)
-        timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
-        return _stored_error(found), True
-
-
-def _in_lock_order(session: Session, found: Checkout) -> list[str]:
-    """The checkout's holds in the order every stock writer locks rows — (location, variant,
-    bucket) — so two checkouts of the same SKUs in opposite cart order cannot deadlock."""
-    rows = session.execute(
-        select(
-            Reservation.id, Reservation.location_id, Reservation.variant_id, Reservation.bucket
-        ).where(Reservation.id.in_(found.reservation_ids))
-    ).all()
-    return [r.id for r in sorted(rows, key=lambda r: (r.location_id, r.variant_id, r.bucket))]
-
-
-def _release(session: Session, found: Checkout) -> None:
-    for reservation_id in _in_lock_order(session, found):
-        held = reservations.claim(session, reservation_id, "released")
-        if held is not None:
-            reservations.let_go(session, held, "release")
-            timers.cancel(session, stock.expire_key(held.id))
-    usage.release(session, found.id)
-
-
-def _fail(
-    session: Session,
-    found: Checkout,
-    cart: Cart,
-    step: _Step,
-    results: Sequence[PaymentResult],
-) -> SeamlineError:
-    _release(session, found)
-    payments.record(session, found.id, step.tenders, results, order_id=None)
-    last = results[-1] if results else None
-    error = PaymentDeclined(
-        "the payment was declined" if last and last.status == "declined" else "payment failed",
-        extra={
-            "decline_code": last.decline_code if last else None,
-            "tender": len(results) - 1,
-            "retryable": bool(last and last.retryable),
-        },
-    )
-    found.status = "failed"
-    found.error = {
-        "status": 402,
-        "code": error.code,
-        "detail": error.detail,
-        "extra": error.extra,
-    }
-    carts.reopen(session, cart)
-    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
-    return error
-
-
-def _place(
-    session: Session,
-    found: Checkout,
-    cart: Cart,
-    step: _Step,
-    results: Sequence[PaymentResult],
-    caller: Caller,
-) -> OrderOut:
-    snap = found.quote
-    for reservation_id in _in_lock_order(session, found):
-        reservations.commit(session, reservation_id)
-    paid = sum(t.amount for t, r in zip(step.tenders, results, strict=True) if r.succeeded)
-    order = Order(
-        id=new_id("ord"),
-        number=next_value(session, "order_number"),
-        checkout_id=found.id,
-        cart_id=cart.id,
-        profile_id=cart.profile_id,
-        email=cart.email,
-        channel_id=cart.channel_id,
-        location_id=found.location_id,
-        placed_by=caller.key_id,
-        status="paid" if paid == snap["total"] else "placed",
-        payment_state="paid" if paid == snap["total"] else "pending",
-        currency=snap["currency"],
-        prices_include_tax=snap["prices_include_tax"],
-        subtotal=snap["subtotal"],
-        discount_total=snap["discount_total"],
-        shipping_total=snap["shipping_total"],
-        tax_total=snap["tax_total"],
-        total=snap["total"],
-        paid_total=paid,
-        shipping_address=cart.shipping_address,
-        codes=snap["codes"],
-        promotions=snap["promotions"],
-    )
-    session.add(order)
-    session.flush()
-    groups, lines = placing.groups_and_lines(session, order, snap)
-    recorded = payments.record(session, found.id, step.tenders, results, order_id=order.id)
-    usage.confirm(session, found.id, order.id)
-    found.status, found.order_id = "completed", order.id
-    carts.mark_completed(session, cart, order_id=order.id, key_id=caller.key_id)
-    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
-    placed = history(
-        session,
-        order,
-        "placed",
-        {"channel": order.channel_id, "location_id": order.location_id, "total": order.total},
-        actor=caller.key_id,
-    )
-    emit_order_event(
-        session,
-        order,
-        "order.placed",
-        total_minor=order.total,
-        placed_at=clock.now().isoformat(),
-        location_id=order.location_id,
-        placed_by=caller.key_id,
-        cart_id=cart.id,
-        lines=len(snap["lines"]),
-    )
-    session.flush()
-    return order_out(
-        session,
-        order,
-        loaded=(
-            sorted(lines, key=lambda x: x.id),
-            sorted(groups, key=lambda g: g.id),
-            recorded,
-            [placed],
-        ),
-    )
 
 
 # -- a checkout whose process died -------------------------------------------------------------
@@ -488,7 +347,7 @@ def expire(session: Session, payload: dict[str, Any]) -> None:
     currency = str(found.quote["currency"])
     payments.undo(found.id, tenders, payments.take(found.id, tenders, currency))
     cart = session.get(Cart, found.cart_id, with_for_update=True)
-    _release(session, found)
+    committing.release(session, found)
     found.status = "failed"
     found.error = {
         "status": 409,

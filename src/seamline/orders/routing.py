@@ -11,13 +11,16 @@ which case checkout lets the reservation pick any location that has the units.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from weakref import WeakKeyDictionary
 
 from geopy.distance import great_circle
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from seamline.channels import service as channels
 from seamline.inventory import availability, postcodes, stock
 from seamline.inventory.models import ChannelStockRule, Location
 from seamline.kit.errors import Conflict, Unprocessable
@@ -37,20 +40,65 @@ class Route:
     reason: str
 
 
+# Postcode centroids are reference data (imported, rarely re-imported): each process keeps
+# what it looked up — found or not — for a minute, per database.
+_CENTROID_SECONDS = 60.0
+_centroids: WeakKeyDictionary[
+    Engine, dict[tuple[str, str], tuple[float, tuple[float, float] | None]]
+] = WeakKeyDictionary()
+
+
 def _origin(session: Session, address: dict[str, object] | None) -> tuple[float, float] | None:
     if not address:
         return None
     country, postcode = address.get("country"), address.get("postcode")
     if not isinstance(country, str) or not isinstance(postcode, str) or not postcode:
         return None
+    seen = _centroids.setdefault(session.get_bind().engine, {})
+    key = (country.upper(), postcodes.normalize(postcode))
+    hit = seen.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < _CENTROID_SECONDS:
+        return hit[1]
+    origin: tuple[float, float] | None
     try:
         found = postcodes.locate(session, country, postcode)
+        origin = (found.latitude, found.longitude)
     except Unprocessable:
-        return None
-    return (found.latitude, found.longitude)
+        origin = None
+    if len(seen) > 10_000:
+        seen.clear()
+    seen[key] = (now, origin)
+    return origin
 
 
 _SHIPPING = "seamline.orders.shipping_policies"
+_CHANNELS = "seamline.orders.channel_policies"
+_ACTIVE = "seamline.orders.active_locations"
+_PINNED = "seamline.orders.pinned_channels"
+
+
+def _active_locations(session: Session) -> list[Location]:
+    """The active locations, read once per transaction (and kept: routing needs their
+    coordinates after the policy has been worked out from them)."""
+    found: list[Location] | None = session.info.get(_ACTIVE)
+    if found is None:
+        found = list(session.scalars(select(Location).where(Location.active).order_by(Location.id)))
+        session.info[_ACTIVE] = found
+    return found
+
+
+def channel_policy(session: Session, channel_id: str) -> availability.Policy:
+    """``availability.channel_policy``, worked out from the locations routing reads anyway
+    (read once per transaction)."""
+    cache: dict[str, availability.Policy] = session.info.setdefault(_CHANNELS, {})
+    if channel_id not in cache:
+        channel = channels.get_channel(session, channel_id)
+        cache[channel_id] = availability.policy(session, channel, _active_locations(session))
+        # Kept referenced for the transaction: the session's identity map holds it weakly, and
+        # the cart's event looks the channel up again.
+        session.info.setdefault(_PINNED, []).append(channel)
+    return cache[channel_id]
 
 
 def shipping_policy(session: Session, channel_id: str) -> tuple[availability.Policy, bool]:
@@ -63,13 +111,11 @@ def shipping_policy(session: Session, channel_id: str) -> tuple[availability.Pol
     cache: dict[str, tuple[availability.Policy, bool]] = session.info.setdefault(_SHIPPING, {})
     if channel_id in cache:
         return cache[channel_id]
-    policy = availability.channel_policy(session, channel_id)
+    policy = channel_policy(session, channel_id)
     if not policy.restricted or session.get(ChannelStockRule, channel_id) is not None:
         cache[channel_id] = (policy, False)
         return cache[channel_id]
-    shipping = [
-        loc.id for loc in session.scalars(select(Location).where(Location.active, Location.ships))
-    ]
+    shipping = [loc.id for loc in _active_locations(session) if loc.ships]
     endless = replace(policy, location_ids=shipping, restricted=False)
     cache[channel_id] = (endless, True)
     return cache[channel_id]
@@ -81,13 +127,9 @@ def route(
     if not lines:
         return []
     policy, _ = shipping_policy(session, channel_id)
+    sources = set(policy.location_ids)
     locations = {
-        loc.id: loc
-        for loc in session.scalars(
-            select(Location).where(
-                Location.id.in_(policy.location_ids), Location.active, Location.ships
-            )
-        )
+        loc.id: loc for loc in _active_locations(session) if loc.id in sources and loc.ships
     }
     levels = stock.location_totals(session, sorted({w.variant_id for w in lines}))
     wanted: dict[str, int] = {}
