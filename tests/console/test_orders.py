@@ -167,6 +167,9 @@ def test_return_started_and_received_in_the_store(
     page = admin.get(f"/console/orders/{order['id']}")
     assert "Return received" in page.text
     assert "Return started" in page.text
+    # The customer 360 lists the return with what it refunded.
+    c360 = admin.get(f"/console/customers/{order['profile_id']}").text
+    assert f"Return of #{order['number']}</a> · refunded · €25.00 refunded" in c360
     # Asking back more than is left is refused.
     r = post(
         admin,

@@ -79,7 +79,7 @@ def customer(
     from seamline.carts import sharing
     from seamline.identity import duplicates, merges, timeline
     from seamline.identity.customer360 import customer_360
-    from seamline.orders.service import list_orders
+    from seamline.orders.service import customer_returns, list_orders
 
     require(user, "customers:read")
     with db_of(request).transaction(readonly=True) as session:
@@ -99,6 +99,7 @@ def customer(
             if user.can("orders:read")
             else []
         )
+        returns = customer_returns(session, profile_id) if user.can("orders:read") else []
         suggestions = duplicates.suggestions_for(session, profile_id, limit=5)
         active = merges.active_merges(session, members)
         traits = view["traits"]
@@ -117,6 +118,7 @@ def customer(
         labels=labels,
         carts=carts,
         orders=orders,
+        returns=returns,
         suggestions=[_suggestion(s, cluster) for s in suggestions],
         merges=active,
     )

@@ -192,3 +192,31 @@ def list_orders(
         data=[OrderSummary.model_validate(o, from_attributes=True) for o in rows],
         next_cursor=cursor,
     )
+
+
+def customer_returns(session: Session, profile_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest returns of the whole identity cluster of ``profile_id`` (for the 360)."""
+    from seamline.identity.models import Profile
+    from seamline.orders.models import Return
+
+    cluster = select(Profile.cluster_id).where(Profile.id == profile_id).scalar_subquery()
+    members = select(Profile.id).where(Profile.cluster_id == cluster)
+    rows = session.execute(
+        select(Return, Order.number, Order.currency)
+        .join(Order, Order.id == Return.order_id)
+        .where(Order.profile_id.in_(members))
+        .order_by(Return.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "id": ret.id,
+            "order_id": ret.order_id,
+            "order_number": number,
+            "status": ret.status,
+            "refund_total": ret.refund_total,
+            "currency": currency,
+            "created_at": ret.created_at,
+        }
+        for ret, number, currency in rows
+    ]
