@@ -86,7 +86,7 @@ def location_stock(
     user: Staff,
     location_id: str,
     after: Annotated[str | None, Query(max_length=40)] = None,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> Response:
     from seamline.inventory import stock, transfers
     from seamline.inventory.service import find_location

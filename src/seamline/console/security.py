@@ -21,7 +21,7 @@ from starlette.datastructures import FormData
 
 from seamline.auth.service import Caller
 from seamline.db.engine import Database
-from seamline.kit.errors import Forbidden
+from seamline.kit.errors import FieldError, Forbidden, Unprocessable
 
 from .web import PREFIX
 
@@ -109,6 +109,23 @@ def check_origin(request: Request) -> None:
         raise CsrfRejected("this form was sent from another site", code="csrf_failed")
 
 
+def refuse_nul(request: Request, form: FormData | None = None) -> None:
+    """Refuse a request whose path, query or form carries a NUL character (422), before any
+    route reads it: PostgreSQL cannot store or even compare text with NUL, so it would
+    otherwise surface as a server error (or be written on SQLite only)."""
+    fields: list[tuple[str, object]] = [
+        *request.path_params.items(),
+        *request.query_params.multi_items(),
+        *(form.multi_items() if form is not None else ()),
+    ]
+    bad = sorted({name for name, value in fields if isinstance(value, str) and "\x00" in value})
+    if bad:
+        raise Unprocessable(
+            "text may not contain NUL characters",
+            errors=[FieldError(name, "contains a NUL character", "invalid") for name in bad],
+        )
+
+
 def tokens_match(sent: object, expected: str | None) -> bool:
     return (
         isinstance(sent, str)
@@ -125,13 +142,16 @@ async def staff_required(request: Request) -> ConsoleUser:
     if user is None:
         raise LoginRequired(login_url(request))
     request.state.staff = user
-    if request.method not in SAFE_METHODS:
-        check_origin(request)
-        form: FormData = await request.form()
-        if not tokens_match(form.get(CSRF_FIELD), user.csrf_token):
-            raise CsrfRejected(
-                "the form's security token is missing or stale; reload the page and try again"
-            )
+    if request.method in SAFE_METHODS:
+        refuse_nul(request)
+        return user
+    check_origin(request)
+    form: FormData = await request.form()
+    if not tokens_match(form.get(CSRF_FIELD), user.csrf_token):
+        raise CsrfRejected(
+            "the form's security token is missing or stale; reload the page and try again"
+        )
+    refuse_nul(request, form)
     return user
 
 

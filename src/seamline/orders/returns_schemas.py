@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seamline.kit.schemas import JSON_TEXT_PATTERN
 from seamline.orders.schemas import PaymentOut, TenderIn
 
 ID_PATTERN = r"^[a-z]{2,5}_[a-z0-9]{1,34}$"
@@ -59,7 +60,7 @@ class ReturnCreate(BaseModel):
         default=None,
         description="Where the return was asked for; defaults to the receiving store's channel.",
     )
-    note: Annotated[str, Field(max_length=2000)] = ""
+    note: Annotated[str, Field(max_length=2000, pattern=JSON_TEXT_PATTERN)] = ""
 
 
 class ReceiveLineIn(BaseModel):
