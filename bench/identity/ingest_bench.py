@@ -10,6 +10,11 @@ every half second, so growth with volume shows.
 ``SEAMLINE_BENCH_INGEST_WORKER=none`` starts ``seamline serve --no-worker`` (deliveries queue up
 and nobody delivers them), ``=separate`` the same plus a ``seamline worker`` process (its CPU
 is reported apart); unset, the worker is embedded as users run it by default.
+
+``SEAMLINE_INGEST_MODE=queued`` (or ``run(..., ingest_mode="queued")``) runs the server in
+queued ingestion mode: the answer comes after the validated calls are committed to the inbox,
+and the run also waits until the worker has drained it, reporting both the acknowledgement rate
+and the end-to-end rate (first request to empty inbox).
 """
 
 from __future__ import annotations
@@ -113,8 +118,20 @@ def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
         return time.perf_counter() - started
 
 
+def _inbox_calls(url: str) -> int:
+    with psycopg.connect(pg_dsn(url)) as conn:
+        row = conn.execute("SELECT coalesce(sum(count), 0) FROM ingest_inbox").fetchone()
+    return int(row[0]) if row else 0
+
+
 def run(
-    postgres_url: str | None, *, events: int, batch_size: int, clients: int, console: Console
+    postgres_url: str | None,
+    *,
+    events: int,
+    batch_size: int,
+    clients: int,
+    console: Console,
+    ingest_mode: str | None = None,
 ) -> dict[str, Any]:
     if not postgres_url:
         console.print("[yellow]identity-ingest needs PostgreSQL: pass --postgres URL[/yellow]")
@@ -129,12 +146,15 @@ def run(
         "clients": clients,
         "logs": str(logs),
     }
+    ingest_mode = ingest_mode or os.environ.get("SEAMLINE_INGEST_MODE") or "sync"
+    results["ingest_mode"] = ingest_mode
     with identity_database(postgres_url) as url:
         env = {
             **os.environ,
             "SEAMLINE_DATABASE_URL": url,
             "SEAMLINE_DATA_DIR": str(logs / "data"),
             "SEAMLINE_ENVIRONMENT": "production",
+            "SEAMLINE_INGEST_MODE": ingest_mode,
         }
         for name in ("SEAMLINE_LOG_LEVEL", "SEAMLINE_LOG_FORMAT", "SEAMLINE_NATS_URL"):
             env.pop(name, None)
@@ -207,6 +227,18 @@ def run(
                 bar.update(task, completed=done["events"])
             bar.update(task, completed=done["events"])
         elapsed = time.perf_counter() - started
+        drained_seconds: float | None = None
+        if ingest_mode == "queued" and mode != "none":
+            # End to end: until the worker has resolved and stored every acknowledged call.
+            with progress(console) as bar:
+                task = bar.add_task("worker draining the inbox", total=events)
+                deadline = time.monotonic() + 3600
+                while (left := _inbox_calls(url)) > 0 and time.monotonic() < deadline:
+                    bar.update(task, completed=events - left)
+                    time.sleep(0.2)
+                bar.update(task, completed=events - left)
+            if left == 0:
+                drained_seconds = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
         if worker is not None:
             results["worker_cpu_seconds"] = round(cpu_seconds(worker.pid) - worker_cpu0, 1)
@@ -223,9 +255,19 @@ def run(
                 "SELECT count(*) FROM event_deliveries WHERE status = 'pending'"
             ).fetchone()
             identifiers = conn.execute("SELECT count(*) FROM identifiers").fetchone()
+            inbox_left = conn.execute("SELECT count(*) FROM ingest_inbox").fetchone()
             merges = conn.execute("SELECT count(*) FROM profile_merges").fetchone()
         server.stop()
         results["server_log"] = server.log_summary()
+        if ingest_mode == "queued" and mode == "none":
+            # Nobody drained during the run: drain here (untimed) so the baseline has profiles.
+            from seamline.db.engine import Database
+            from seamline.identity import ingest_queue
+
+            drainer = Database(url)
+            while ingest_queue.drain(drainer):
+                pass
+            drainer.dispose()
         console.print("raw baseline: psycopg COPY of the same rows")
         all_calls = [call for chunk in batches for call in chunk]
         raw_seconds = _raw_copy(url, all_calls)
@@ -246,6 +288,14 @@ def run(
         identifiers=identifiers[0] if identifiers else None,
         merges=merges[0] if merges else None,
         pending_deliveries_at_end=pending[0] if pending else None,
+        inbox_rows_at_end=inbox_left[0] if inbox_left else None,
+        end_to_end_seconds=None if drained_seconds is None else round(drained_seconds, 1),
+        end_to_end_events_per_second=(
+            None if drained_seconds is None else round(events / drained_seconds)
+        ),
+        end_to_end_ratio=(
+            None if drained_seconds is None else round(events / drained_seconds / raw_rate, 4)
+        ),
         failures=failures[:5],
         failure_count=len(failures),
         server_cpu_seconds=round(server_cpu, 1),
@@ -257,9 +307,15 @@ def run(
     table = Table("measure", "value", title=f"identity ingestion, {events:,} events")
     table.add_row("raw: psycopg COPY into tracked_events", f"{raw_rate:,.0f} events/s")
     table.add_row(
-        f"POST /v1/batch ({batch_size}/batch, {clients} clients)",
+        f"POST /v1/batch ({batch_size}/batch, {clients} clients, {ingest_mode}): acknowledged",
         f"{rate:,.0f} events/s ({rate / raw_rate:.3f}x COPY)",
     )
+    if drained_seconds is not None:
+        e2e = events / drained_seconds
+        table.add_row(
+            "end to end: first request to inbox drained by the worker",
+            f"{e2e:,.0f} events/s ({e2e / raw_rate:.3f}x COPY, {drained_seconds:.1f} s)",
+        )
     table.add_row(
         "batch latency p50 / p99", f"{results['batch_p50_ms']} / {results['batch_p99_ms']} ms"
     )

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-trait strategy overrides, as JSON: {"plan": "non_empty"}.',
     )
+    ingest_mode: Literal["sync", "queued"] = Field(
+        default="sync",
+        description="`/v1/*` tracking calls: resolve before answering (sync), or answer after "
+        "storing the validated calls in an inbox the worker drains (queued).",
+    )
     worker_poll_seconds: float = 0.5
     worker_batch_size: int = 50
     worker_lease_seconds: float = 60.0

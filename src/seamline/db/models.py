@@ -27,6 +27,7 @@ from seamline.identity.customer_models import (
     ProfilePreference,
     TimelineEntry,
 )
+from seamline.identity.ingest_queue import IngestInbox
 from seamline.identity.models import (
     Identifier,
     IdentityLink,
@@ -71,6 +72,7 @@ __all__ = [
     "IdempotencyRecord",
     "Identifier",
     "IdentityLink",
+    "IngestInbox",
     "Listing",
     "Location",
     "Order",

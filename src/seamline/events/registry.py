@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -107,6 +107,29 @@ def on(*patterns: str, name: str | None = None) -> Callable[[EventHandler], Even
         return fn
 
     return register
+
+
+# Work a domain adds to every worker round besides deliveries and timers (identity's
+# queued-ingestion inbox): a callable taking the Database and returning the work it did.
+if TYPE_CHECKING:
+    from seamline.db.engine import Database
+
+RoundJob = Callable[["Database"], int]
+_round_jobs: dict[str, RoundJob] = {}
+
+
+def on_round(name: str) -> Callable[[RoundJob], RoundJob]:
+    """Register ``fn(db) -> work done`` to run once in every worker round."""
+
+    def register(fn: RoundJob) -> RoundJob:
+        _round_jobs[name] = fn
+        return fn
+
+    return register
+
+
+def round_jobs() -> dict[str, RoundJob]:
+    return dict(_round_jobs)
 
 
 def on_timer(kind: str) -> Callable[[TimerHandler], TimerHandler]:

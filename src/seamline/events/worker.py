@@ -1,4 +1,5 @@
-"""The worker: delivers outbox events to consumers and fires due timers.
+"""The worker: delivers outbox events to consumers and fires due timers, and runs the round jobs
+domains register (identity's queued-ingestion inbox, identity/ingest_queue.py).
 
 Transactional handlers run inside the claiming transaction, together with marking their delivery
 done, so their effects commit exactly once. External sinks (webhooks, the stream) are leased,
@@ -269,6 +270,7 @@ class Worker:
         self.housekeeping = housekeeping
         self.housekeeping_every = housekeeping_every
         self._last_housekeeping: datetime | None = None
+        self._job_paused_until: dict[str, datetime] = {}
 
     def keep_house(self) -> int:
         """Run the periodic chores (such as purging expired idempotency keys) when they are due."""
@@ -286,8 +288,9 @@ class Worker:
 
     # -- one round -------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Deliver one batch of due events and fire one batch of due timers; returns work done."""
-        return self._deliver_batch() + self._fire_timers()
+        """Run each registered round job once (e.g. drain one batch of queued tracking calls),
+        deliver one batch of due events and fire one batch of due timers; returns work done."""
+        return self._round_jobs() + self._deliver_batch() + self._fire_timers()
 
     def drain(self, max_rounds: int = 1000) -> int:
         """Run rounds until nothing is due (tests, ``seamline worker --once``)."""
@@ -316,6 +319,27 @@ class Worker:
                 self.db.wakeup.wait(poll)
                 self.db.wakeup.clear()
         log.info("worker_stopped")
+
+    # -- round jobs -----------------------------------------------------------------------
+    def _round_jobs(self) -> int:
+        """One run of each job a domain registered with ``registry.on_round``.
+
+        A failed job rolls back its own transaction (its work stays for the next round) and is
+        paused for a few seconds, while deliveries and timers go on."""
+        now = clock.now()
+        done = 0
+        for name, job in registry.round_jobs().items():
+            paused = self._job_paused_until.get(name)
+            if paused is not None and now < paused:
+                continue
+            try:
+                done += job(self.db)
+            except Exception:
+                log.exception("round_job_failed", job=name)
+                self._job_paused_until[name] = now + timedelta(seconds=5)
+                continue
+            self._job_paused_until.pop(name, None)
+        return done
 
     # -- deliveries ------------------------------------------------------------------------
     def _deliver_batch(self) -> int:

@@ -1,7 +1,9 @@
 """Segment-compatible tracking routes (``/v1/track`` … ``/v1/batch``): thin, like every route.
 
 The body is read here rather than by FastAPI because it may be gzip-compressed; decoding and
-validation are in wire.py, the rules in ingest.py. The answer is sent only after the commit.
+validation are in wire.py, the rules in ingest.py. The answer is sent only after the commit:
+of the stored, resolved calls (``ingest_mode = "sync"``), or of the validated calls written to
+the inbox the worker drains (``"queued"``, ingest_queue.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from seamline.api.deps import DB, CurrentCaller, scoped
 from seamline.api.problems import problem
 from seamline.auth.service import Caller
 from seamline.db.engine import Database
-from seamline.identity import ingest, wire
+from seamline.identity import ingest, ingest_queue, wire
 from seamline.identity.schemas import Ack, batch_schema, call_schema
 from seamline.kit import clock
 
@@ -42,6 +44,7 @@ async def _accept(request: Request, db: Database, caller: Caller, call_type: str
     limit = wire.BATCH_MAX_BYTES if call_type is None else wire.EVENT_MAX_BYTES
     encoding = request.headers.get("content-encoding")
     body = await request.body()
+    queued = request.app.state.settings.ingest_mode == "queued"
 
     def work() -> Ack:
         # Inflating, parsing and validating up to 500 KB is CPU work: off the event loop too.
@@ -52,9 +55,8 @@ async def _accept(request: Request, db: Database, caller: Caller, call_type: str
             parsed = wire.parse_single(document, call_type)
         if parsed.calls:
             with db.transaction() as session:
-                ingest.record_calls(
-                    session, parsed.calls, key_id=caller.key_id, received_at=received_at
-                )
+                store = ingest_queue.enqueue if queued else ingest.record_calls
+                store(session, parsed.calls, key_id=caller.key_id, received_at=received_at)
         return Ack(success=True, rejected=parsed.rejected)
 
     return await run_in_threadpool(work)

@@ -241,6 +241,13 @@ def erase(
     """
     step = progress or no_progress
     key = require_key(session)
+    # Queued ingestion: calls acknowledged before the erasure are stored first (waiting for
+    # a worker draining them), so they are erased below rather than stored after it; later
+    # ones meet the suppression list. Before the graph lock, which a drain takes after locking
+    # its inbox rows. (Imported here: ingestion imports privacy, which imports this module.)
+    from seamline.identity import ingest_queue
+
+    ingest_queue.drain_all_before(session)
     resolution.lock_graph(session)
     profile = get_profile(session, profile_id)
     consent.lock_cluster(session, profile.cluster_id)

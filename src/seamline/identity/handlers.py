@@ -22,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seamline.events.registry import Event, on
-from seamline.identity import metrics, timeline
+
+# ingest_queue registers the worker's round job that drains the queued-ingestion inbox.
+from seamline.identity import ingest_queue, metrics, timeline  # noqa: F401
 from seamline.identity.customer_models import CustomerOrder, PrivacyRequest
 from seamline.identity.ingest import EVENT_TRACKED
 from seamline.identity.models import Profile, TrackedEvent
