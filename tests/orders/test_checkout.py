@@ -17,6 +17,7 @@ from seamline.orders.models import Checkout, Order
 from seamline.payments.models import Payment
 from seamline.payments.providers import luhn_valid
 from seamline.pricing.models import Promotion, PromotionUsage
+from tests.catalog_helpers import events
 from tests.orders.conftest import Shop, cart_status
 from tests.stock_helpers import level
 
@@ -320,6 +321,37 @@ def test_endless_aisle_a_till_ships_home_what_its_store_lacks(
     [group] = order["groups"]
     assert (group["kind"], group["location_id"]) == ("ship", shop.warehouse)
     assert level(db, shop.warehouse, shop.bell) == (5, 0)
+    assert order["channel_id"] == till_channel
+
+
+def test_a_web_cart_checked_out_at_a_store_is_the_stores_sale(
+    client: TestClient, db: Database, shop: Shop, make_cart: Callable[..., str]
+) -> None:
+    """S1 step 5: the associate places the customer's web cart at the store: the order (and its
+    events, hence the timeline and the channel metrics) is the store's, the cart stays web."""
+    from tests.stock_helpers import make_channel
+
+    store_channel = make_channel(client, shop.auth, "mitte-till", kind="store")
+    r = client.patch(
+        f"/api/v1/locations/{shop.store}", json={"channel_id": store_channel}, headers=shop.auth
+    )
+    assert r.status_code == 200, r.text
+    cart = make_cart([(shop.mat, 1, None)])
+    r = pay(
+        client,
+        cart,
+        shop.auth,
+        location_id=shop.store,
+        tenders=[{"provider": "manual", "token": "card_present"}],
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["channel_id"] == store_channel
+    placed = events(db, "order.placed")
+    assert [e.payload["channel"] for e in placed] == [store_channel]
+    # A web checkout without a store stays the web's.
+    web = pay(client, make_cart([(shop.mat, 1, None)]), shop.auth, key="k-web")
+    assert web.status_code == 201, web.text
+    assert web.json()["channel_id"] == shop.channel
 
 
 def test_ship_from_store_when_the_warehouse_is_out(

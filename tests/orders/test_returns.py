@@ -186,7 +186,7 @@ def test_an_online_order_returned_in_a_store_refunds_card_first_and_restocks_the
                 .where(
                     OutboxEvent.type.in_(["return.requested", "return.received", "order.refunded"])
                 )
-                .order_by(OutboxEvent.id)
+                .order_by(OutboxEvent.seq)
             )
         )
     assert [e.type for e in events] == [

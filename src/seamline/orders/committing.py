@@ -30,6 +30,7 @@ from seamline.db.sequences import next_value
 from seamline.events import timers
 from seamline.events.outbox import Pending, emit_rows
 from seamline.inventory import reservations_settle
+from seamline.inventory.models import Location
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, SeamlineError
 from seamline.kit.ids import new_id
@@ -106,6 +107,19 @@ def commit(
         return retrying(db, lambda s: _finish(s, step, results, caller), what="commit")
     except _HoldLost:
         return retrying(db, lambda s: _expired(s, step, results), what="expired")
+
+
+def sold_at(session: Session, location_id: str | None) -> str | None:
+    """The sales channel of the store an order is placed at (a till, the endless aisle): the
+    order is that store's sale, whatever device the cart was built on. ``None`` for orders not
+    placed at a location, or at one without a store channel."""
+    if location_id is None:
+        return None
+    return session.scalar(
+        select(Location.channel_id).where(
+            Location.id == location_id, Location.channel_id.is_not(None)
+        )
+    )
 
 
 def _lock(
@@ -239,7 +253,7 @@ def _place(
         cart_id=cart.id,
         profile_id=cart.profile_id,
         email=cart.email,
-        channel_id=cart.channel_id,
+        channel_id=sold_at(session, found.location_id) or cart.channel_id,
         location_id=found.location_id,
         placed_by=caller.key_id,
         status="paid" if taken == snap["total"] else "placed",
