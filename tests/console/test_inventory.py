@@ -3,6 +3,7 @@ where (a store associate only at their own store, refused by the services themse
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -237,3 +238,24 @@ def test_the_ledger_is_paginated(
     # Two receipts from the shop fixture (one per product) and ours, one per page.
     assert seen == [1, 1, 1]
     assert "third" in page
+
+
+def test_a_form_sent_twice_books_stock_once(clerk: TestClient, db: Database, shop: Shop) -> None:
+    page = clerk.get(f"/console/inventory/{shop.store}").text
+    keys = re.findall(r'name="form_key" value="([^"]+)"', page)
+    assert len(keys) == 3
+    assert len(set(keys)) == 3  # one key per form
+    before = level(db, shop.store, shop.bell)
+    body = {"code": "KETTLEBELL-1", "quantity": 2, "form_key": keys[0]}
+    first = act(clerk, shop.store, "receive", body)
+    assert "Received 2" in flash_after(clerk, first)
+    again = act(clerk, shop.store, "receive", body)  # a double click / a browser resend
+    assert "Already done" in flash_after(clerk, again)
+    assert level(db, shop.store, shop.bell) == (before[0] + 2, before[1])
+    # The same key in an adjustment is the same form sent again: nothing happens either.
+    adjust = {"code": "KETTLEBELL-1", "kind": "damage", "quantity": 1, "reason": "x"}
+    act(clerk, shop.store, "adjust", {**adjust, "form_key": keys[0]})
+    assert level(db, shop.store, shop.bell) == (before[0] + 2, before[1])
+    # A fresh page's key works.
+    act(clerk, shop.store, "adjust", {**adjust, "form_key": keys[1]})
+    assert level(db, shop.store, shop.bell) == (before[0] + 1, before[1])

@@ -20,6 +20,7 @@ from seamline.kit.errors import FieldError, NotFound, Unprocessable
 
 from . import inventory_actions as actions
 from .customers import require
+from .forms import ALREADY_DONE, first_submit
 from .security import Staff, db_of
 from .web import PREFIX, redirect, render
 
@@ -31,6 +32,7 @@ MAX_QUANTITY = 1_000_000
 Quantity = Annotated[int, Form(ge=1, le=MAX_QUANTITY)]
 Code = Annotated[str, Form(max_length=64)]
 Reason = Annotated[str, Form(max_length=200)]
+FormKey = Annotated[str, Form(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")]
 Id = Annotated[str, Form(max_length=40)]
 
 
@@ -151,12 +153,15 @@ def receive(
     variant_id: Id = "",
     reason: Reason = "",
     reference: Annotated[str, Form(max_length=100)] = "",
+    form_key: FormKey = "",
 ) -> Response:
     from seamline.inventory import stock
     from seamline.inventory.schemas import ReceiptCreate
 
     require(user, "inventory:write")
     with db_of(request).transaction() as session:
+        if form_key and not first_submit(session, user.id, form_key):
+            return redirect(_here(location_id), notice=ALREADY_DONE)
         variant = _variant_of(session, code, variant_id, user.caller)
         data = actions.build(
             ReceiptCreate,
@@ -209,12 +214,15 @@ def adjust(
     reason: Annotated[str, Form(min_length=1, max_length=200)],
     code: Code = "",
     variant_id: Id = "",
+    form_key: FormKey = "",
 ) -> Response:
     from seamline.inventory import stock
     from seamline.inventory.schemas import AdjustmentCreate
 
     require(user, "inventory:write")
     with db_of(request).transaction() as session:
+        if form_key and not first_submit(session, user.id, form_key):
+            return redirect(_here(location_id), notice=ALREADY_DONE)
         variant = _variant_of(session, code, variant_id, user.caller)
         data = actions.build(
             AdjustmentCreate,
@@ -238,12 +246,15 @@ def transfer(
     code: Code = "",
     variant_id: Id = "",
     reason: Reason = "",
+    form_key: FormKey = "",
 ) -> Response:
     from seamline.inventory import transfers
     from seamline.inventory.schemas import TransferCreate
 
     require(user, "inventory:write")
     with db_of(request).transaction() as session:
+        if form_key and not first_submit(session, user.id, form_key):
+            return redirect(_here(location_id), notice=ALREADY_DONE)
         variant = _variant_of(session, code, variant_id, user.caller)
         data = actions.build(
             TransferCreate,

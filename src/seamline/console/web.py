@@ -8,6 +8,7 @@ Every page goes through :func:`render`, which sets a Content-Security-Policy wit
 from __future__ import annotations
 
 import json
+import secrets
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +113,7 @@ _env.globals.update(
     version=__version__,
     prefix=PREFIX,
     current_csrf=current_csrf,
+    form_key=lambda: secrets.token_urlsafe(18),  # a one-time key for console/forms.py
 )
 
 
