@@ -80,8 +80,20 @@ class Pending:
 
 
 def emit_many(session: Session, events: Sequence[Pending]) -> list[str]:
-    """``emit`` for many events in two multi-row inserts (the events in order, then all their
-    deliveries) instead of two statements each; returns their ids in order."""
+    """``emit`` for many events in two bulk writes (the events in order, then all their
+    deliveries) instead of two statements each; returns their ids in order. On PostgreSQL the
+    rows go by ``COPY`` (ingestion writes thousands at once)."""
+    return _emit_bulk(session, events, copy=True)
+
+
+def emit_rows(session: Session, events: Sequence[Pending]) -> list[str]:
+    """``emit_many`` through two multi-row ``INSERT`` statements (the events, returning their
+    sequence numbers in order, then all their deliveries) on every database: for the handful of
+    events one request writes, two statements cost fewer round trips than ``COPY``."""
+    return _emit_bulk(session, events, copy=False)
+
+
+def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> list[str]:
     if not events:
         return []
     now = clock.now()
@@ -99,7 +111,8 @@ def emit_many(session: Session, events: Sequence[Pending]) -> list[str]:
         for event_id, e in zip(ids, events, strict=True)
     ]
     session.flush()  # rows added through the ORM keep their place in the sequence
-    if bulk.is_postgres(session):
+    copy = copy and bulk.is_postgres(session)
+    if copy:
         seqs = bulk.next_values(session, table, "seq", len(rows))
         for seq, row in zip(seqs, rows, strict=True):
             row["seq"] = seq
@@ -130,58 +143,9 @@ def emit_many(session: Session, events: Sequence[Pending]) -> list[str]:
             }
             for name in names
         ]
-    bulk.copy_rows(session, cast(Table, Delivery.__table__), deliveries)
-    session.info[EMITTED] = True
-    return ids
-
-
-def emit_rows(session: Session, events: Sequence[Pending]) -> list[str]:
-    """``emit_many`` through two multi-row ``INSERT`` statements (the events, returning their
-    sequence numbers in order, then all their deliveries) on every database: for the handful of
-    events one request writes, two statements cost fewer round trips than ``COPY``."""
-    if not events:
-        return []
-    now = clock.now()
-    table = cast(Table, OutboxEvent.__table__)
-    ids = [new_id("evt") for _ in events]
-    rows = [
-        {
-            "id": event_id,
-            "type": e.event_type,
-            "aggregate_type": e.aggregate_type,
-            "aggregate_id": e.aggregate_id,
-            "payload": e.payload,
-            "created_at": now,
-        }
-        for event_id, e in zip(ids, events, strict=True)
-    ]
-    session.flush()  # rows added through the ORM keep their place in the sequence
-    stmt = insert(table).returning(table.c.seq, sort_by_parameter_order=True)
-    seqs = list(session.execute(stmt, rows).scalars())
-    stream = bool(session.info.get(STREAM_ENABLED))
-    consumers: dict[str, list[str]] = {}
-    deliveries = []
-    for seq, e in zip(seqs, events, strict=True):
-        names = consumers.get(e.event_type)
-        if names is None:
-            names = [c.name for c in consumers_for(e.event_type)]
-            if stream:
-                names.append(STREAM_CONSUMER)
-            consumers[e.event_type] = names
-        key = f"{e.aggregate_type}:{e.aggregate_id}"
-        deliveries += [
-            {
-                "event_seq": seq,
-                "consumer": name,
-                "aggregate_key": key,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for name in names
-        ]
-    if deliveries:
+    if copy:
+        bulk.copy_rows(session, cast(Table, Delivery.__table__), deliveries)
+    elif deliveries:
         session.execute(insert(Delivery), deliveries)
     session.info[EMITTED] = True
     return ids
