@@ -139,3 +139,18 @@ def test_unknown_console_page_is_a_page_not_json(admin: TestClient) -> None:
 def test_sign_in_helper(client: TestClient, make_staff: Callable[..., str]) -> None:
     sign_in(client, make_staff("marketer"))
     assert "Marketer Tester" in client.get("/console/").text
+
+
+def test_a_nul_in_the_sign_in_form_is_a_wrong_password_not_an_error(
+    client: TestClient, make_staff: Callable[..., str]
+) -> None:
+    # PostgreSQL cannot compare text holding NUL: this was a 500 there.
+    email = make_staff()
+    for sent in ("a\x00b@example.com", email + "\x00"):
+        token = csrf_in(client.get("/console/login").text)
+        r = client.post(
+            "/console/login",
+            data={"email": sent, "password": PASSWORD, "csrf_token": token},
+        )
+        assert r.status_code == 401
+        assert "Wrong email or password" in r.text

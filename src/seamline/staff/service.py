@@ -233,10 +233,17 @@ def login(
 ) -> LoginOutcome:
     """Check a password and open a session. Never raises for bad credentials."""
     now = clock.now()
+    # No account's email holds a NUL (create_user refuses it), and PostgreSQL cannot even
+    # compare such text: it is simply not an account.
+    key = email_key(email)
     # Row lock on PostgreSQL so concurrent failures all count (SQLite writers are serial).
-    user = session.scalars(
-        select(StaffUser).where(StaffUser.email_key == email_key(email)).with_for_update()
-    ).one_or_none()
+    user = (
+        None
+        if "\x00" in key
+        else session.scalars(
+            select(StaffUser).where(StaffUser.email_key == key).with_for_update()
+        ).one_or_none()
+    )
     if user is None or user.disabled_at is not None:
         _verify(_dummy_hash(), password)  # the same work as a real check
         return _refused(INVALID_CREDENTIALS)
