@@ -269,3 +269,24 @@ def test_a_webhook_about_a_failed_checkouts_tender_is_acknowledged(
     assert r.json()["applied"] == "no_order"
     again = client.post("/api/v1/payments/webhooks/test", content=body, headers=headers)
     assert again.json()["duplicate"] is True
+
+
+def test_a_store_key_cancels_a_web_order_only_when_it_is_all_at_its_store(
+    client: TestClient, db: Database, shop: Shop, make_cart: Callable[..., str]
+) -> None:
+    """A web order has no selling store: a key bound to a store may cancel it only when every
+    part still to fulfil is at that store (before, any store's key could cancel any web order)."""
+    with db.transaction() as session:
+        _, token = keys.create_key(
+            session, kind="secret", name="till", scopes=["orders:write"], location_ids=[shop.store]
+        )
+    till = {"Authorization": f"Bearer {token}"}
+    shipped = place(client, shop, make_cart([(shop.bell, 1, None)]))  # from the warehouse
+    r = client.post(f"/api/v1/orders/{shipped['id']}/cancel", json={"reason": "x"}, headers=till)
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "location_out_of_scope"
+    assert level(db, shop.warehouse, shop.bell) == (9, 0)  # nothing released
+    pickup = place(client, shop, make_cart([(shop.mat, 1, shop.store)]), key="k-pickup")
+    r = client.post(f"/api/v1/orders/{pickup['id']}/cancel", json={"reason": "x"}, headers=till)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"

@@ -1,13 +1,6 @@
 """Console-side helpers of the cart and order pages: form → schema, money typed by a person,
-the stores a staff member may act at, and the one location rule the services leave open.
-
-The domain services check scopes and locations themselves (``caller=user.caller``); this
-module adds only what they do not:
-
-- ``require_cancel_scope``: ``fulfilment.cancel`` checks the order's *selling* location
-  (``order.location_id``), which a web or app order does not have; a store associate may
-  cancel such an order only when every live fulfilment group is at one of their stores.
-"""
+the stores a staff member may act at. The domain services check scopes and locations
+themselves (``caller=user.caller``)."""
 
 from __future__ import annotations
 
@@ -23,8 +16,6 @@ from sqlalchemy.orm import Session
 from seamline.auth.service import Caller
 from seamline.inventory.models import Location
 from seamline.kit.errors import FieldError, SeamlineError, Unprocessable
-from seamline.orders.models import FulfilmentGroup, Order
-from seamline.orders.service import CLOSED_GROUPS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -90,22 +81,3 @@ def places(session: Session, caller: Caller, **capability: bool) -> list[Place]:
 def location_names(session: Session) -> dict[str, str]:
     rows = session.execute(select(Location.id, Location.name))
     return {loc_id: name for loc_id, name in rows}  # noqa: C416 (a Result has keys())
-
-
-def require_cancel_scope(session: Session, order_id: str, caller: Caller) -> None:
-    """A store associate cancels an order of their store; an order no store sold (web, app)
-    only when all of it is at their stores. (The service checks ``order.location_id``.)"""
-    if not caller.location_ids:
-        return
-    order = session.get(Order, order_id)
-    if order is None or order.location_id is not None:
-        return  # the service answers: 404, or its own location check
-    live: list[str | None] = list(
-        session.scalars(
-            select(FulfilmentGroup.location_id).where(
-                FulfilmentGroup.order_id == order.id, FulfilmentGroup.status.not_in(CLOSED_GROUPS)
-            )
-        )
-    )
-    for location_id in live or [None]:
-        caller.require_location(location_id)

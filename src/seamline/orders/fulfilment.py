@@ -27,6 +27,7 @@ from seamline.kit.ids import normalize_read_aloud
 from seamline.orders.models import FulfilmentGroup, Order, OrderLine
 from seamline.orders.schemas import OrderOut
 from seamline.orders.service import (
+    CLOSED_GROUPS,
     emit_order_event,
     find_order,
     history,
@@ -271,6 +272,12 @@ def cancel(session: Session, order_id: str, *, reason: str, caller: Caller | Non
             select(FulfilmentGroup).where(FulfilmentGroup.order_id == order.id).with_for_update()
         )
     )
+    if caller is not None and order.location_id is None and caller.location_ids:
+        # An order no store sold (web, app): a key or associate bound to stores cancels it only
+        # when every part still to fulfil is at one of their stores.
+        live: list[str | None] = [g.location_id for g in groups if g.status not in CLOSED_GROUPS]
+        for location_id in live or [None]:
+            caller.require_location(location_id)
     if any(g.status in HANDED_OVER for g in groups):
         raise Conflict(
             "part of the order has left the building; start a return instead",
