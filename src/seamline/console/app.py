@@ -20,19 +20,9 @@ Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 def _routers() -> list[APIRouter]:
-    from . import auth_pages, customers
+    from . import auth_pages, carts, customers, inventory, orders, products
 
-    routers = [auth_pages.router, customers.router]
-    # Pages that other modules add (products, inventory, carts, orders) register here.
-    for name in ("products", "inventory", "carts", "orders"):
-        try:
-            module = __import__(f"seamline.console.{name}", fromlist=["router"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"seamline.console.{name}":
-                raise
-            continue
-        routers.append(module.router)
-    return routers
+    return [m.router for m in (auth_pages, customers, products, inventory, carts, orders)]
 
 
 def install(app: FastAPI) -> None:

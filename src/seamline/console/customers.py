@@ -79,6 +79,7 @@ def customer(
     from seamline.carts import sharing
     from seamline.identity import duplicates, merges, timeline
     from seamline.identity.customer360 import customer_360
+    from seamline.identity.search import display_name
     from seamline.orders.service import customer_returns, list_orders
 
     require(user, "customers:read")
@@ -103,7 +104,7 @@ def customer(
         suggestions = duplicates.suggestions_for(session, profile_id, limit=5)
         active = merges.active_merges(session, members)
         traits = view["traits"]
-        name = profiles_display_name(traits)
+        name = display_name(traits) or "Unnamed customer"
         cluster = view["cluster_id"]
     return render(
         request,
@@ -122,12 +123,6 @@ def customer(
         suggestions=[_suggestion(s, cluster) for s in suggestions],
         merges=active,
     )
-
-
-def profiles_display_name(traits: dict[str, dict[str, Any]]) -> str:
-    from seamline.identity.search import _display_name
-
-    return _display_name(traits) or "Unnamed customer"
 
 
 def _suggestion(s: Any, cluster: str) -> dict[str, Any]:

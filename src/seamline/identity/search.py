@@ -89,7 +89,7 @@ def find_customers(session: Session, query: str, *, limit: int = 20) -> list[Cus
         hits.append(
             CustomerHit(
                 profile_id=cluster_id,
-                name=_display_name(traits),
+                name=display_name(traits),
                 email=_text(traits.get("email")),
                 phone=_text(traits.get("phone")),
                 matched_on=matched_on,
@@ -103,7 +103,7 @@ def _text(trait: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _display_name(traits: dict[str, dict[str, Any]]) -> str | None:
+def display_name(traits: dict[str, dict[str, Any]]) -> str | None:
     name = _text(traits.get("name"))
     if name:
         return name
