@@ -120,7 +120,10 @@ def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
 
 def _inbox_calls(url: str) -> int:
     with psycopg.connect(pg_dsn(url)) as conn:
-        row = conn.execute("SELECT coalesce(sum(count), 0) FROM ingest_inbox").fetchone()
+        # Rows the drain gave up on (state 'failed') are not waiting for anybody.
+        row = conn.execute(
+            "SELECT coalesce(sum(count), 0) FROM ingest_inbox WHERE state = 'pending'"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -191,6 +194,7 @@ def run(
         work: queue.Queue[tuple[bytes, int]] = queue.Queue()
         for body, chunk in zip(bodies, batches, strict=True):
             work.put((body, len(chunk)))
+        load_at_start = os.getloadavg()
         started = time.perf_counter()
         cpu0 = cpu_seconds(pid)
 
@@ -240,6 +244,7 @@ def run(
             if left == 0:
                 drained_seconds = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
+        load_at_end = os.getloadavg()
         if worker is not None:
             results["worker_cpu_seconds"] = round(cpu_seconds(worker.pid) - worker_cpu0, 1)
             worker.send_signal(signal.SIGINT)
@@ -256,6 +261,9 @@ def run(
             ).fetchone()
             identifiers = conn.execute("SELECT count(*) FROM identifiers").fetchone()
             inbox_left = conn.execute("SELECT count(*) FROM ingest_inbox").fetchone()
+            inbox_failed = conn.execute(
+                "SELECT count(*) FROM ingest_inbox WHERE state = 'failed'"
+            ).fetchone()
             merges = conn.execute("SELECT count(*) FROM profile_merges").fetchone()
         server.stop()
         results["server_log"] = server.log_summary()
@@ -289,6 +297,7 @@ def run(
         merges=merges[0] if merges else None,
         pending_deliveries_at_end=pending[0] if pending else None,
         inbox_rows_at_end=inbox_left[0] if inbox_left else None,
+        inbox_failed_rows=inbox_failed[0] if inbox_failed else None,
         end_to_end_seconds=None if drained_seconds is None else round(drained_seconds, 1),
         end_to_end_events_per_second=(
             None if drained_seconds is None else round(events / drained_seconds)
@@ -296,6 +305,8 @@ def run(
         end_to_end_ratio=(
             None if drained_seconds is None else round(events / drained_seconds / raw_rate, 4)
         ),
+        load_average_at_start=[round(x, 2) for x in load_at_start],
+        load_average_at_end=[round(x, 2) for x in load_at_end],
         failures=failures[:5],
         failure_count=len(failures),
         server_cpu_seconds=round(server_cpu, 1),
@@ -331,5 +342,11 @@ def run(
         "deliveries still pending at the end", f"{results['pending_deliveries_at_end']:,}"
     )
     table.add_row("failed requests", str(len(failures)))
+    table.add_row(
+        "load average (1/5/15 min) at start / end",
+        " / ".join(", ".join(f"{x:.2f}" for x in load) for load in (load_at_start, load_at_end)),
+    )
+    if ingest_mode == "queued":
+        table.add_row("inbox rows failed by the drain", str(results["inbox_failed_rows"]))
     console.print(table)
     return results

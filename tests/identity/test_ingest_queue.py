@@ -3,8 +3,11 @@ in the inbox; the worker drains it through the same ``record_calls`` as sync mod
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -127,6 +130,9 @@ def _outcome(db: Database, prefix: str) -> dict[str, Any]:
             e for e in session.scalars(select(TrackedEvent)) if e.message_id.startswith(prefix)
         ]
         merged = session.scalar(select(func.count()).select_from(ProfileMerge))
+        active = session.scalar(
+            select(func.count()).select_from(ProfileMerge).where(ProfileMerge.undone_at.is_(None))
+        )
     return {
         "partition": {frozenset(c) for c in clusters.values()},
         "events": sorted(
@@ -143,6 +149,7 @@ def _outcome(db: Database, prefix: str) -> dict[str, Any]:
             for e in stored
         ),
         "merges": merged,
+        "active_merges": active,
     }
 
 
@@ -153,7 +160,7 @@ def test_the_drain_gives_the_profiles_and_clusters_sync_mode_gives(
     for path, body in _scenario("s-"):
         assert send(path, body).status_code == 200
     sync = _outcome(db, "s-")
-    merges_after_sync = sync["merges"]
+    merges_after_sync, active_after_sync = sync["merges"], sync["active_merges"]
 
     set_mode(client, "queued")
     for path, body in _scenario("q-"):
@@ -165,7 +172,11 @@ def test_the_drain_gives_the_profiles_and_clusters_sync_mode_gives(
     assert queued["partition"] == sync["partition"]
     assert queued["events"] == sync["events"]
     assert len(sync["events"]) == 7  # the replayed messageId in the batch stored once
-    assert queued["merges"] - merges_after_sync == merges_after_sync > 0
+    # The same merge pointers hold the clusters together. The drain hands all six requests to
+    # one record_calls (as if the client had sent them in one batch), so a merge a later call
+    # supersedes is never made: fewer merges in the history, none of them undone here.
+    assert queued["active_merges"] - active_after_sync == active_after_sync > 0
+    assert 0 < queued["merges"] - merges_after_sync <= merges_after_sync
 
 
 def test_a_replayed_message_id_is_stored_once(send: Send, db: Database, runtime: Runtime) -> None:
@@ -189,33 +200,230 @@ def test_a_crash_in_the_drain_leaves_the_rows_for_the_next_drain(
 ) -> None:
     send("identify", {"userId": "u1", "anonymousId": "a1", "messageId": "c1"})
     send("track", {"userId": "u1", "event": "Paid", "messageId": "c2"})
-    real = ingest.record_calls
-    seen: list[int] = []
 
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)  # the first row is stored, then the second one fails
-        seen.append(1)
-        if len(seen) == 2:
-            raise RuntimeError("worker died mid-drain")
-        return result
+    real = ingest_queue._drain_page
 
-    monkeypatch.setattr(ingest, "record_calls", crashing)
+    def dying(*args: Any) -> Any:
+        real(*args)  # every row stored and deleted, then the worker dies before the commit
+        raise RuntimeError("worker died mid-drain")
+
+    monkeypatch.setattr(ingest_queue, "_drain_page", dying)
     with pytest.raises(RuntimeError, match="mid-drain"):
         ingest_queue.drain(db)
+    # The worker logs a failed drain and goes on with deliveries and timers.
+    runtime.worker().run_once()
+    monkeypatch.undo()
     assert [c for c, _ in inbox(db)] == [1, 1]
     assert events(db) == []
     assert count(db, Identifier) == 0
+    assert [(r.attempts, r.state) for r in rows(db)] == [(0, "pending")] * 2
 
-    # The worker logs a failed drain and goes on with deliveries and timers.
-    seen.clear()
-    worker = runtime.worker()
-    worker.run_once()
-    assert [c for c, _ in inbox(db)] == [1, 1]
-
-    monkeypatch.setattr(ingest, "record_calls", real)
     assert runtime.worker().drain() > 0
     assert inbox(db) == []
     assert sorted(e.message_id for e in events(db)) == ["c1", "c2"]
+
+
+def rows(db: Database) -> list[IngestInbox]:
+    with db.transaction(readonly=True) as session:
+        return list(session.scalars(select(IngestInbox).order_by(IngestInbox.id)))
+
+
+def spy_record_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """(write key, message ids) of each ``record_calls`` the drain makes."""
+    real = ingest.record_calls
+    seen: list[tuple[str, list[str]]] = []
+
+    def spy(session: Any, calls: Any, **kwargs: Any) -> Any:
+        seen.append((kwargs["key_id"], [c.call.message_id for c in calls]))
+        return real(session, calls, **kwargs)
+
+    monkeypatch.setattr(ingest, "record_calls", spy)
+    return seen
+
+
+def test_rows_drained_together_keep_each_requests_received_at(
+    send: Send, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skewed = {"timestamp": "2026-03-01T09:00:00Z", "sentAt": "2026-03-01T09:05:00Z"}
+    received = []
+    for n in range(3):
+        received.append(clock.advance(minutes=7))
+        batch = [
+            {"type": "track", "userId": "u1", "event": "Skewed", "messageId": f"s{n}", **skewed},
+            {"type": "page", "anonymousId": "a1", "name": "Now", "messageId": f"n{n}"},
+            {"type": "track", "userId": "u1", "event": "Kept", "messageId": f"k{n}",
+             "timestamp": "2026-03-01T08:00:00Z"},
+        ]  # fmt: skip
+        assert send("batch", {"batch": batch}).status_code == 200
+    calls = spy_record_calls(monkeypatch)
+    assert ingest_queue.drain(db) == 9
+    assert len(calls) == 1, "the three requests went to one record_calls"
+    stored = {e.message_id: e for e in events(db)}
+    assert len(stored) == 9
+    for n, at in enumerate(received):
+        assert {stored[f"{p}{n}"].received_at for p in "snk"} == {at}
+        # receivedAt - (sentAt - timestamp): five minutes before this request's arrival.
+        assert stored[f"s{n}"].timestamp == at - timedelta(minutes=5)
+        assert stored[f"n{n}"].timestamp == at  # no timestamp: when it was received
+        assert stored[f"k{n}"].timestamp == datetime(2026, 3, 1, 8, tzinfo=UTC)  # no sentAt
+
+
+def test_a_message_id_repeated_across_rows_of_one_drain_is_stored_once(
+    send: Send, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send("track", {"userId": "u1", "event": "Earlier", "messageId": "old"})
+    ingest_queue.drain(db)
+    first = clock.advance(minutes=1)
+    send("track", {"userId": "u1", "event": "First", "messageId": "dup"})
+    clock.advance(minutes=1)
+    send("batch", {"batch": [
+        {"type": "track", "userId": "u1", "event": "Second", "messageId": "dup"},
+        {"type": "track", "userId": "u1", "event": "Replay", "messageId": "old"},
+        {"type": "track", "userId": "u1", "event": "New", "messageId": "new"},
+    ]})  # fmt: skip
+    send("track", {"userId": "u1", "event": "Third", "messageId": "dup"})
+    calls = spy_record_calls(monkeypatch)
+    assert ingest_queue.drain(db) == 5
+    assert len(calls) == 1
+    stored = {e.message_id: e for e in events(db)}
+    assert sorted(stored) == ["dup", "new", "old"]
+    assert (stored["dup"].name, stored["dup"].received_at) == ("First", first)
+    assert stored["old"].name == "Earlier"
+    assert inbox(db) == []
+
+
+def test_rows_of_several_write_keys_are_recorded_in_order(
+    send: Send,
+    db: Database,
+    make_key: Callable[..., str],
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = make_key(kind="event", name="app")
+    other_auth = {"Authorization": "Basic " + base64.b64encode(f"{other}:".encode()).decode()}
+    send("track", {"userId": "u1", "event": "A", "messageId": "m1"})
+    send("track", {"userId": "u1", "event": "A", "messageId": "m2"})
+    r = client.post("/v1/track", json={"userId": "u1", "event": "B", "messageId": "m1"},
+                    headers=other_auth)  # fmt: skip
+    assert r.status_code == 200
+    send("track", {"userId": "u1", "event": "A", "messageId": "m3"})
+    calls = spy_record_calls(monkeypatch)
+    assert ingest_queue.drain(db) == 4
+    keys = [key for key, _ in calls]
+    assert [ids for _, ids in calls] == [["m1", "m2"], ["m1"], ["m3"]]
+    assert keys[0] == keys[2] != keys[1]
+    assert sorted((e.message_id, e.name) for e in events(db)) == [
+        ("m1", "A"), ("m1", "B"), ("m2", "A"), ("m3", "A")
+    ]  # fmt: skip
+
+
+def poison(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``record_calls`` fails on any batch holding the message id ``poison``."""
+    real = ingest.record_calls
+
+    def picky(session: Any, calls: Any, **kwargs: Any) -> Any:
+        if any(c.call.message_id == "poison" for c in calls):
+            raise ValueError("cannot store this one")
+        return real(session, calls, **kwargs)
+
+    monkeypatch.setattr(ingest, "record_calls", picky)
+
+
+def test_a_row_that_keeps_failing_is_marked_failed_and_the_others_drain(
+    send: Send, db: Database, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poison(monkeypatch)
+    send("identify", {"userId": "u1", "anonymousId": "a1", "messageId": "g1",
+                      "traits": {"email": "ann@example.com"}})  # fmt: skip
+    send("batch", {"batch": [
+        {"type": "track", "userId": "u9", "event": "Bad", "messageId": "poison"},
+        {"type": "track", "userId": "u9", "event": "Fine", "messageId": "with-poison"},
+    ]})  # fmt: skip
+    send("track", {"userId": "u1", "event": "Paid", "messageId": "g2"})
+
+    assert ingest_queue.drain(db) == 2
+    assert sorted(e.message_id for e in events(db)) == ["g1", "g2"]
+    assert count(db, Identifier, Identifier.value == "u9") == 0  # its savepoint rolled back
+    [bad] = rows(db)
+    assert (bad.count, bad.state, bad.attempts, bad.failed_at) == (2, "pending", 1, None)
+    assert bad.last_error == "ValueError: cannot store this one"
+
+    # Retried alone, a bounded number of times, while new rows still drain around it.
+    for n in range(2, ingest_queue.MAX_ATTEMPTS + 1):
+        send("track", {"userId": "u1", "event": "Paid", "messageId": f"later-{n}"})
+        assert ingest_queue.drain(db) == 1
+        assert [(r.attempts, r.state) for r in rows(db)] == [
+            (n, "pending" if n < ingest_queue.MAX_ATTEMPTS else "failed")
+        ]
+    [dead] = rows(db)
+    assert dead.failed_at is not None
+    assert dead.last_error == "ValueError: cannot store this one"
+    with db.transaction(readonly=True) as session:
+        assert ingest_queue.pending(session) == 0
+        assert [r.id for r in ingest_queue.failed(session)] == [dead.id]
+    assert ingest_queue.drain(db) == 0  # the worker leaves it alone now
+    runtime.worker().drain()
+    assert [(r.attempts, r.state) for r in rows(db)] == [(ingest_queue.MAX_ATTEMPTS, "failed")]
+
+    # Fixed, then requeued: drained like any row.
+    monkeypatch.undo()
+    with db.transaction() as session:
+        assert ingest_queue.requeue(session) == 1
+    assert runtime.worker().drain() > 0
+    assert rows(db) == []
+    assert {"poison", "with-poison"} <= {e.message_id for e in events(db)}
+
+
+def test_an_erasure_is_not_blocked_by_a_failing_row(
+    send: Send,
+    client: TestClient,
+    auth: dict[str, str],
+    db: Database,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    send("identify", {"userId": "gone", "anonymousId": "a-gone", "messageId": "g1"})
+    runtime.worker().drain()
+    profile = identifier(db, "user_id", "gone").profile_id
+    poison(monkeypatch)
+    send("track", {"userId": "gone", "event": "Bad", "messageId": "poison"})
+    send("track", {"userId": "gone", "event": "Paid", "messageId": "g2"})
+    response = client.post(
+        f"/api/v1/profiles/{profile}/erase", json={"reason": "ticket 1"}, headers=auth
+    )
+    assert response.status_code == 200, response.text
+    [bad] = rows(db)
+    assert (bad.attempts, bad.state) == (1, "pending")
+    assert count(db, TrackedEvent, TrackedEvent.message_id == "g2") == 1  # stored, then erased
+    assert count(db, Identifier, Identifier.value == "gone") == 0
+    # Drained once it can be: the erased person's call is suppressed, not stored.
+    monkeypatch.undo()
+    runtime.worker().drain()
+    assert rows(db) == []
+    assert count(db, TrackedEvent, TrackedEvent.message_id == "poison") == 0
+    assert count(db, Identifier, Identifier.value == "gone") == 0
+
+
+def test_the_dead_letter_columns_migrate_with_rows_in_the_inbox(db: Database) -> None:
+    from sqlalchemy import text
+
+    from seamline.db import migrate
+
+    migrate.downgrade(db, "0009")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO ingest_inbox (key_id, received_at, count, calls) "
+                    "VALUES ('k', :at, 0, '[]')"
+                ),
+                {"at": datetime(2026, 3, 1, tzinfo=UTC)},
+            )
+    finally:
+        migrate.upgrade(db)
+    [row] = rows(db)
+    assert (row.state, row.attempts, row.last_error, row.failed_at) == ("pending", 0, None, None)
+    migrate.check(db)
 
 
 def answer(response: Any) -> Any:
@@ -371,3 +579,25 @@ def test_the_inbox_gives_back_the_calls_the_route_validated() -> None:
     parsed = wire.parse_batch(document)
     assert len(parsed.calls) == 6
     assert ingest_queue.decode(ingest_queue.encode(parsed.calls)) == parsed.calls
+
+
+def test_single_call_requests_fill_a_drain_like_batches(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seamline.identity import wire
+
+    with db.transaction() as session:
+        for n in range(600):  # analytics.js sends one call per request by default
+            call = wire.parse_single(
+                {"userId": f"u{n % 7}", "event": "Viewed", "messageId": f"one-{n}"}, "track"
+            )
+            ingest_queue.enqueue(
+                session, call.calls, key_id="key-1", received_at=clock.advance(seconds=1)
+            )
+    calls = spy_record_calls(monkeypatch)
+    assert ingest_queue.drain(db) == 600
+    assert [len(ids) for _, ids in calls] == [600]
+    stored = sorted(events(db), key=lambda e: int(e.message_id.split("-")[1]))
+    assert len(stored) == 600
+    gaps = {b.received_at - a.received_at for a, b in itertools.pairwise(stored)}
+    assert gaps == {timedelta(seconds=1)}

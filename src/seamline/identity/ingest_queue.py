@@ -4,37 +4,48 @@ validated calls, resolve identity later in the worker (docs/identity.md, "Queued
 The route validates as in sync mode, then writes one ``ingest_inbox`` row per request — the
 write key, the time the server received it and the validated calls as one JSON document — and
 answers after that commit. The worker drains the inbox oldest first, several rows per
-transaction: each row goes through ``ingest.record_calls`` exactly as the request would have
-in sync mode (same ``received_at``, so the same clock-skew correction, the same ``messageId``
-deduplication and erasure suppression), and the drained rows are deleted in the same
-transaction, so a crash rolls back both and the rows are drained again.
+transaction: consecutive rows of one write key go through one ``ingest.record_calls``, each
+call with its own row's ``received_at`` (so the same clock-skew correction and stored times
+as in sync mode, the same ``messageId`` deduplication and erasure suppression), and the
+drained rows are deleted in the same transaction, so a crash rolls back both and the rows are
+drained again. A row whose calls fail is retried alone a few times, then marked ``failed``
+with its error (dead-lettered) so it cannot hold the inbox up.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import String, Text, delete, func, select
+from sqlalchemy import CheckConstraint, String, Text, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from seamline.db import bulk
 from seamline.db.base import Base, BigIntPK
 from seamline.db.engine import EMITTED, Database
 from seamline.events.registry import on_round
 from seamline.identity import ingest
+from seamline.identity.resolution import GRAPH_LOCK
 from seamline.identity.rules import DEFAULT_RULES, IdentityRules
 from seamline.identity.schemas import CALL_MODELS
 from seamline.identity.wire import Incoming
+from seamline.kit import clock
 
 log = structlog.get_logger("seamline.ingest")
 
 # Calls resolved per drain transaction (whole inbox rows: a row is never split).
 DRAIN_CALLS = 5000
-# Rows looked at per drain (a request holds up to 500 KB of calls, usually a few hundred).
-_CANDIDATES = 500
+# Rows looked at per drain: as many as calls, so single-call requests (analytics.js sends
+# one call per request by default) fill a drain as well as batches do.
+_CANDIDATES = DRAIN_CALLS
+# A row whose calls fail this many drains in a row is marked failed and skipped from then on.
+MAX_ATTEMPTS = 5
+PENDING, FAILED = "pending", "failed"
+_ERROR_MAX = 2000
 
 
 class IngestInbox(Base):
@@ -49,6 +60,14 @@ class IngestInbox(Base):
     # A JSON array of encoded calls, kept as text: written once, read once, never queried
     # inside, and serialised by pydantic in one pass (no JSON type: no second encoding).
     calls: Mapped[str] = mapped_column(Text)
+    # Dead-lettering: failed drains of this row so far, the last error, and once MAX_ATTEMPTS
+    # is reached state 'failed' (skipped by the drain, kept for a look and ``requeue``).
+    state: Mapped[str] = mapped_column(String(10), default=PENDING, server_default=PENDING)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("state IN ('pending', 'failed')", name="state_known"),)
 
 
 def encode(calls: Sequence[Incoming]) -> str:
@@ -97,6 +116,16 @@ def enqueue(
     session.info[EMITTED] = True  # wakes an embedded worker after the commit
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    key_id: str
+    received_at: datetime
+    count: int
+    attempts: int
+    calls: str
+
+
 def drain_in(
     session: Session,
     *,
@@ -105,47 +134,145 @@ def drain_in(
     upto: int | None = None,
     rules: IdentityRules = DEFAULT_RULES,
 ) -> int:
-    """Store the oldest inbox rows' calls (whole rows, up to ``max_calls`` calls, at least one
-    row; ``None``: every row up to id ``upto``) and delete those rows, in the caller's
-    transaction. Returns the number of calls drained (stored, duplicate or suppressed).
+    """Store the oldest pending inbox rows' calls (whole rows, up to ``max_calls`` calls, at
+    least one row; ``None``: every row up to id ``upto``) and delete those rows, in the
+    caller's transaction. Returns the number of calls drained (stored, duplicate or
+    suppressed); a row that fails is left pending with one more attempt counted (or marked
+    ``failed`` after ``MAX_ATTEMPTS``) and does not count.
 
     On PostgreSQL the rows are locked ``FOR UPDATE``, skipping rows another worker holds
     (``skip_locked``) or waiting for them (erasure, which must see every earlier call).
     """
-    query = select(IngestInbox.id, IngestInbox.count).order_by(IngestInbox.id)
+    if max_calls is None:
+        calls, after = 0, 0
+        while True:  # pages of DRAIN_CALLS calls: memory stays bounded whatever the backlog
+            drained, last = _drain_page(session, DRAIN_CALLS, skip_locked, after, upto, rules)
+            if last is None:
+                return calls
+            calls, after = calls + drained, last
+    return _drain_page(session, max_calls, skip_locked, None, upto, rules)[0]
+
+
+def _drain_page(
+    session: Session,
+    max_calls: int,
+    skip_locked: bool,
+    after: int | None,
+    upto: int | None,
+    rules: IdentityRules,
+) -> tuple[int, int | None]:
+    """One page of rows (ids above ``after``): (calls drained, last row id looked at)."""
+    query = (
+        select(IngestInbox.id, IngestInbox.count)
+        .where(IngestInbox.state == PENDING)
+        .order_by(IngestInbox.id)
+        .limit(_CANDIDATES)
+    )
+    if after is not None:
+        query = query.where(IngestInbox.id > after)
     if upto is not None:
         query = query.where(IngestInbox.id <= upto)
-    if max_calls is not None:
-        query = query.limit(_CANDIDATES)
     chosen: list[int] = []
     total = 0
     for row_id, count in session.execute(query):
-        if chosen and max_calls is not None and total + count > max_calls:
+        if chosen and total + count > max_calls:
             break
         chosen.append(row_id)
         total += count
     if not chosen:
-        return 0
+        return 0, None
     stmt = (
-        select(IngestInbox.id, IngestInbox.key_id, IngestInbox.received_at, IngestInbox.calls)
-        .where(IngestInbox.id.in_(chosen))
+        select(
+            IngestInbox.id,
+            IngestInbox.key_id,
+            IngestInbox.received_at,
+            IngestInbox.count,
+            IngestInbox.attempts,
+            IngestInbox.calls,
+        )
+        # Re-checked under the lock: another worker may have drained or failed a row since.
+        .where(bulk.among(session, IngestInbox.id, chosen), IngestInbox.state == PENDING)
         .order_by(IngestInbox.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=skip_locked)
+    rows = [_Row(*row) for row in session.execute(stmt)]
     drained: list[int] = []
     calls = 0
-    for row_id, key_id, received_at, stored in session.execute(stmt).all():
-        batch = decode(stored)
-        ingest.record_calls(session, batch, key_id=key_id, received_at=received_at, rules=rules)
-        drained.append(row_id)
-        calls += len(batch)
+    for group in _groups(rows):
+        calls += _drain_group(session, group, rules, drained)
     if drained:
         session.execute(
-            delete(IngestInbox).where(IngestInbox.id.in_(drained)),
+            delete(IngestInbox).where(bulk.among(session, IngestInbox.id, drained)),
             execution_options={"synchronize_session": False},
         )
-    return calls
+    return calls, chosen[-1]
+
+
+def _groups(rows: Sequence[_Row]) -> list[list[_Row]]:
+    """Rows handed to ``record_calls`` together: runs of consecutive rows of one write key
+    (so calls are stored in the order they were acknowledged). A row that failed before
+    goes alone, so it cannot hold the others back again."""
+    groups: list[list[_Row]] = []
+    for row in rows:
+        last = groups[-1] if groups else None
+        if last is None or row.attempts or last[-1].attempts or last[-1].key_id != row.key_id:
+            groups.append([row])
+        else:
+            last.append(row)
+    return groups
+
+
+def _drain_group(
+    session: Session, group: Sequence[_Row], rules: IdentityRules, drained: list[int]
+) -> int:
+    """Record a group's calls in a savepoint; when that fails, each row on its own, so one
+    bad row costs an attempt (its own) and the others are stored."""
+    try:
+        with session.begin_nested():
+            calls: list[Incoming] = []
+            times: list[datetime] = []
+            for row in group:
+                batch = decode(row.calls)
+                calls += batch
+                times += [row.received_at] * len(batch)
+            ingest.record_calls(
+                session, calls, key_id=group[0].key_id, received_at=times, rules=rules
+            )
+    except Exception as exc:
+        # The savepoint's writes are gone, and with them any graph lock taken inside it.
+        session.info.pop(GRAPH_LOCK, None)
+        if len(group) > 1:
+            return sum(_drain_group(session, [row], rules, drained) for row in group)
+        _failed_attempt(session, group[0], exc)
+        return 0
+    drained.extend(row.id for row in group)
+    return len(calls)
+
+
+def _failed_attempt(session: Session, row: _Row, exc: Exception) -> None:
+    attempts = row.attempts + 1
+    error = f"{type(exc).__name__}: {exc}"[:_ERROR_MAX]
+    dead = attempts >= MAX_ATTEMPTS
+    session.execute(
+        update(IngestInbox)
+        .where(IngestInbox.id == row.id)
+        .values(
+            attempts=attempts,
+            last_error=error,
+            state=FAILED if dead else PENDING,
+            failed_at=clock.now() if dead else None,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    log.warning(
+        "ingest_inbox_row_failed" if not dead else "ingest_inbox_row_dead",
+        row=row.id,
+        calls=row.count,
+        attempts=attempts,
+        error=error,
+        exc_info=exc,
+    )
 
 
 @on_round("identity.ingest_inbox")
@@ -168,5 +295,30 @@ def drain_all_before(session: Session) -> int:
 
 
 def pending(session: Session) -> int:
-    """Calls acknowledged and not yet drained."""
-    return int(session.scalar(select(func.coalesce(func.sum(IngestInbox.count), 0))) or 0)
+    """Calls acknowledged and not yet drained (rows marked ``failed`` excluded)."""
+    total = select(func.coalesce(func.sum(IngestInbox.count), 0)).where(
+        IngestInbox.state == PENDING
+    )
+    return int(session.scalar(total) or 0)
+
+
+def failed(session: Session) -> list[IngestInbox]:
+    """Rows the drain gave up on (``MAX_ATTEMPTS`` failures), oldest first, with the error."""
+    return list(
+        session.scalars(
+            select(IngestInbox).where(IngestInbox.state == FAILED).order_by(IngestInbox.id)
+        )
+    )
+
+
+def requeue(session: Session, ids: Sequence[int] | None = None) -> int:
+    """Put failed rows (``ids``, or all) back in the queue with their attempts reset — once
+    what made them fail is fixed. Returns how many rows."""
+    stmt = update(IngestInbox).where(IngestInbox.state == FAILED)
+    if ids is not None:
+        stmt = stmt.where(IngestInbox.id.in_(list(ids)))
+    result = session.execute(
+        stmt.values(state=PENDING, attempts=0, failed_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -60,9 +60,7 @@ def find_identifiers(session: Session, keys: Iterable[Key]) -> dict[Key, Identif
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         rows = session.scalars(
-            select(Identifier).where(
-                bulk.among_pairs(session, (Identifier.kind, Identifier.value), chunk)
-            )
+            bulk.by_key(session, Identifier, (Identifier.kind, Identifier.value), chunk)
         )
         found.update({(r.kind, r.value): r for r in rows})
     return found
@@ -153,28 +151,27 @@ def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[I
         batch = sorted(frontier)
         frontier = set()
         for start in range(0, len(batch), _CHUNK):
-            chunk = batch[start : start + _CHUNK]
-            found = session.scalars(
-                select(IdentityLink).where(
-                    or_(
-                        bulk.among(session, IdentityLink.identifier_a_id, chunk),
-                        bulk.among(session, IdentityLink.identifier_b_id, chunk),
-                    )
+            chunk = [(i,) for i in batch[start : start + _CHUNK]]
+            for end in (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id):
+                found = session.scalars(
+                    bulk.by_key(session, IdentityLink, (end,), chunk, unique=False)
                 )
+                for link in found:
+                    links[(link.identifier_a_id, link.identifier_b_id)] = link
+                    for other in (link.identifier_a_id, link.identifier_b_id):
+                        if other not in seen:
+                            seen.add(other)
+                            frontier.add(other)
+            profiles = session.scalars(
+                bulk.by_key(session, (Identifier.profile_id,), (Identifier.id,), chunk)
             )
-            for link in found:
-                links[(link.identifier_a_id, link.identifier_b_id)] = link
-                for end in (link.identifier_a_id, link.identifier_b_id):
-                    if end not in seen:
-                        seen.add(end)
-                        frontier.add(end)
             siblings = session.scalars(
-                select(Identifier.id).where(
-                    Identifier.profile_id.in_(
-                        select(Identifier.profile_id).where(
-                            bulk.among(session, Identifier.id, chunk)
-                        )
-                    )
+                bulk.by_key(
+                    session,
+                    (Identifier.id,),
+                    (Identifier.profile_id,),
+                    [(p,) for p in sorted(set(profiles))],
+                    unique=False,
                 )
             )
             for sibling in siblings:
@@ -259,16 +256,20 @@ def blocked_links(
     found: dict[tuple[str, str], tuple[datetime, str]] = {}
     for start in range(0, len(profile_ids), _CHUNK):
         chunk = profile_ids[start : start + _CHUNK]
-        undone = session.scalars(
-            select(ProfileMerge).where(
-                ProfileMerge.undone_reason == "unmerged",
-                or_(
-                    bulk.among(session, ProfileMerge.profile_id, chunk),
-                    bulk.among(session, ProfileMerge.into_profile_id, chunk),
-                ),
+        undone: dict[str, ProfileMerge] = {}
+        for end in (ProfileMerge.profile_id, ProfileMerge.into_profile_id):
+            merges = session.scalars(
+                bulk.by_key(
+                    session,
+                    ProfileMerge,
+                    (end,),
+                    [(p,) for p in chunk],
+                    unique=False,
+                    where=[ProfileMerge.undone_reason == "unmerged"],
+                )
             )
-        )
-        for merge in undone:
+            undone.update((merge.id, merge) for merge in merges)
+        for merge in undone.values():
             for a, b, observed, message_id in merge.evidence.get("unmerge", {}).get(
                 "blocked_links", []
             ):
@@ -291,16 +292,20 @@ def _record_merges(
     accepted edge joining parts not yet connected by pointers becomes a new merge.
     """
     now = clock.now()
-    active = list(
-        session.scalars(
-            select(ProfileMerge)
-            .where(
-                bulk.among(session, ProfileMerge.profile_id, sorted(canonical)),
-                ProfileMerge.undone_at.is_(None),
+    ids = sorted(canonical)
+    active: list[ProfileMerge] = []
+    for start in range(0, len(ids), _CHUNK):
+        active += session.scalars(
+            bulk.by_key(
+                session,
+                ProfileMerge,
+                (ProfileMerge.profile_id,),
+                [(p,) for p in ids[start : start + _CHUNK]],
+                unique=False,
+                where=[ProfileMerge.undone_at.is_(None)],
             )
-            .order_by(ProfileMerge.id)
         )
-    )
+    active.sort(key=lambda merge: merge.id)
     parent = {pid: pid for pid in canonical}
 
     def find(pid: str) -> str:
