@@ -8,7 +8,8 @@ Flash sale (PostgreSQL only): ``[--buyers 64] [--units N] [--raw-units 20000] [-
 [--server-workers 1,2] [--idempotency-key] [--profile]``.
 
 Checkout (PostgreSQL only): ``--only checkout [--checkouts 2000] [--clients 8] [--skus 5000]
-[--hot 5] [--hot-units N] [--cases spread,hot] [--retry-503 0]``; see bench/checkout/."""
+[--hot 5] [--hot-units N] [--cases spread,hot] [--retry-503 0] [--server-processes 1]``;
+see bench/checkout/."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ from bench import api_bench, catalog_bench, checkout, flash_sale, outbox_bench
 from bench.identity import c360_bench, ingest_bench, rebuild_bench
 
 console = Console()
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
 
 
 def main() -> None:
@@ -86,7 +94,15 @@ def main() -> None:
         default=0,
         help="Clients resend a 503 concurrent_update this many times (same Idempotency-Key)",
     )
-    shop.add_argument("--profile-checkouts", type=int, default=100, help="Checkouts under cProfile")
+    shop.add_argument(
+        "--profile-checkouts", type=_positive, default=100, help="Checkouts under cProfile (>= 1)"
+    )
+    shop.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="API processes of the server under test (seamline serve --workers N)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
 
@@ -158,6 +174,7 @@ def main() -> None:
             cases=[c.strip() for c in args.cases.split(",") if c.strip()],
             profile_checkouts=args.profile_checkouts,
             retry_503=args.retry_503,
+            server_processes=args.server_processes,
             console=console,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

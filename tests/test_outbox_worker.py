@@ -25,7 +25,7 @@ from seamline.cli.main import app as cli_app
 from seamline.db.engine import Database
 from seamline.events import registry, retry
 from seamline.events.models import Delivery, OutboxEvent
-from seamline.events.outbox import STREAM_CONSUMER, emit
+from seamline.events.outbox import STREAM_CONSUMER, Pending, emit, emit_many, emit_rows
 from seamline.events.registry import Event, Leased, Outcome
 from seamline.events.worker import Worker
 from seamline.kit.clock import FrozenClock
@@ -158,6 +158,51 @@ def effect_order(db: Database) -> list[str]:
 
 
 # -- 1. the outbox is part of the caller's transaction ------------------------------------------
+@pytest.mark.parametrize("writer", [emit_rows, emit_many], ids=["emit_rows", "emit_many"])
+def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
+    db: Database, writer: Any
+) -> None:
+    """``emit_rows`` (one statement on PostgreSQL) and ``emit_many`` (COPY there) write what
+    ``emit`` would: sequence numbers in the order given, after an event emitted one by one in
+    the same transaction, and one pending delivery per consumer that wants each event."""
+    with db.transaction() as session:
+        first = emit(
+            session, "test.outbox.x", aggregate_type="test", aggregate_id="a0", payload={"key": "0"}
+        )
+        ids = writer(
+            session,
+            [
+                Pending(
+                    "test.outbox.x", "test", "a1", {"key": "1", "text": 'naïve 🚲 "quoted" \\ back'}
+                ),
+                Pending("test.outbox.mutate", "test", "a2", {"key": "2", "nested": {"n": [1, 2]}}),
+                Pending("nobody.wants.this", "test", "a3", {"key": "3"}),
+            ],
+        )
+    with db.transaction(readonly=True) as session:
+        events = session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq)).all()
+        assert [e.id for e in events] == [first, *ids]
+        assert [e.payload["key"] for e in events] == ["0", "1", "2", "3"]
+        assert events[1].payload["text"] == 'naïve 🚲 "quoted" \\ back'
+        assert events[2].payload["nested"] == {"n": [1, 2]}
+        found = {
+            (seq, consumer, key)
+            for seq, consumer, key in session.execute(
+                select(Delivery.event_seq, Delivery.consumer, Delivery.aggregate_key).where(
+                    Delivery.status == "pending"
+                )
+            )
+        }
+    expected = {
+        (e.seq, c.name, f"test:{e.aggregate_id}")
+        for e in events
+        for c in registry.consumers_for(e.type)
+    }
+    assert found == expected
+    assert (events[2].seq, MUTATOR, "test:a2") in found
+    assert (events[1].seq, MUTATOR, "test:a1") not in found
+
+
 def test_emit_in_rolled_back_transaction_leaves_no_event_and_no_delivery(db: Database) -> None:
     db.wakeup.clear()
     inside: list[int] = []

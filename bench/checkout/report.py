@@ -76,7 +76,8 @@ def show(console: Console, results: dict[str, Any]) -> None:
         title=(
             f"Checkout on PostgreSQL: {results['checkouts']:,} carts of 2 lines per case, "
             f"{results['clients']} clients, {results['skus']:,} SKUs (spread) / "
-            f"{results['hot_skus']} hot SKUs x {results['hot_units_per_sku']} units (hot)"
+            f"{results['hot_skus']} hot SKUs x {results['hot_units_per_sku']} units (hot), "
+            f"{results.get('server_processes', 1)} API process(es)"
         ),
     )
     for row in results["runs"]:

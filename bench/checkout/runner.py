@@ -51,6 +51,7 @@ def run(
     cases: list[str],
     profile_checkouts: int,
     retry_503: int = 0,
+    server_processes: int = 1,
     console: Console,
 ) -> dict[str, Any]:
     if not postgres_url:
@@ -73,6 +74,7 @@ def run(
         "hot_skus": hot,
         "hot_units_per_sku": hot_units,
         "retry_503": retry_503,
+        "server_processes": server_processes,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "machine_busy_before": round(busy_before, 3),
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -126,7 +128,7 @@ def run(
             results["runs"].append(_raw(console, store, shop, case, plans[case], clients))
             case_logs = logs / case
             case_logs.mkdir()
-            server = Server(1, env, case_logs)
+            server = Server(server_processes, env, case_logs)
             try:
                 server.start()
                 results["runs"].append(

@@ -241,16 +241,18 @@ def test_out_of_stock_is_refused_cleanly(
 
 # The regression guard for issue 5's lean checkout (docs/orders.md, "Statements"): one 2-line
 # shipped checkout paid with the test provider, middleware included, in the steady state (the
-# process's caches of the pricing configuration and postcode centroids are warm).
-STATEMENTS_PER_CHECKOUT = {"postgresql": 38, "sqlite": 44}
+# process's caches — API keys, the pricing configuration, channels/locations/stock rules,
+# postcode centroids — are warm).
+STATEMENTS_PER_CHECKOUT = {"postgresql": 18, "sqlite": 29}
 
 
 def test_statements_per_checkout(
     client: TestClient, db: Database, shop: Shop, make_cart: Callable[..., str]
 ) -> None:
-    """Statements of one 2-line checkout request, middleware included (API key, idempotency
-    record): every SQL statement the request sends, savepoints and multi-row inserts counted
-    once each. Fails if the count grows back (it was ~80 before the lean path)."""
+    """Statements of one 2-line checkout request, middleware included (the checkout keys
+    itself: no idempotency record): every SQL statement the request sends, savepoints and
+    multi-row inserts counted once each. Fails if the count grows back (it was ~80 before the
+    lean path, 38 before the cuts of 2026-11-24)."""
     from sqlalchemy import event
 
     warm = make_cart([(shop.bell, 1, None), (shop.mat, 1, None)])

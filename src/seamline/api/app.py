@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from seamline import __version__
 from seamline.api import problems
 from seamline.api.deps import SCOPE_EXTENSION
-from seamline.api.idempotency import IdempotencyMiddleware
+from seamline.api.idempotency import IdempotencyMiddleware, self_keyed_routes
 from seamline.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from seamline.api.openapi import finish_openapi
 from seamline.db.engine import Database
@@ -157,6 +157,7 @@ def _include_routers(app: FastAPI) -> None:
         payments,
     ):
         app.include_router(router, prefix=API_PREFIX)
+        self_keyed_routes(app, router, prefix=API_PREFIX)
     # Segment-compatible paths (/v1/track …) have no /api/v1 prefix: clients append them to a host.
     app.include_router(tracking)
 

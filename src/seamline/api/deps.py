@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, UOWTransaction
 from starlette.concurrency import run_in_threadpool
@@ -150,3 +150,14 @@ def current_caller(request: Request) -> Caller:
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+# ``If-Match`` on writes to a versioned resource (a cart): the ETag the client last saw.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        pattern=r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
+        description='The version the client last saw (`"3"`, the ETag); 412 if it changed.',
+    ),
+]

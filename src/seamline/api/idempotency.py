@@ -3,17 +3,25 @@
 Same key and same request: the first stored response again (``Idempotent-Replayed: true``).
 Same key, different request: 422. Same key while the first is still running: 409.
 Keys are scoped to the API key that sent them and kept for ``idempotency_ttl_hours``.
+
+A route that is idempotent by the key itself (checkout: its own ``checkouts`` row is keyed by
+the API key and the ``Idempotency-Key``, and replays the same order or refusal) is marked with
+``@self_keyed`` and passed through: storing the response again would cost four statements and
+two transactions for nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import LargeBinary, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seamline.api.middleware import header, replay_body
@@ -53,6 +61,36 @@ class IdempotencyRecord(Base):
 
 
 PASS_THROUGH = object()  # no valid key: the request runs without idempotency (and gets its 401)
+_SELF_KEYED = "__seamline_self_keyed__"
+INVALID_KEY = "invalid_idempotency_key"
+INVALID_KEY_DETAIL = "Idempotency-Key must be 1 to 255 printable characters."
+
+
+def valid_key(key: str) -> bool:
+    return 1 <= len(key) <= 255 and key.isprintable()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def self_keyed(endpoint: F) -> F:
+    """Mark a route whose service is idempotent by the ``Idempotency-Key`` itself: the
+    middleware lets its requests through untouched."""
+    setattr(endpoint, _SELF_KEYED, True)
+    return endpoint
+
+
+def self_keyed_routes(app: Any, router: Any, *, prefix: str) -> None:
+    """Note which of ``router``'s routes (included under ``prefix``) are ``@self_keyed``, as
+    (methods, full path pattern) on ``app.state``, where the middleware finds them."""
+    found: list[tuple[frozenset[str], re.Pattern[str]]] = getattr(
+        app.state, "self_keyed_routes", []
+    )
+    for route in router.routes:
+        if getattr(getattr(route, "endpoint", None), _SELF_KEYED, False):
+            pattern, _, _ = compile_path(prefix + route.path)
+            found.append((frozenset(route.methods or ()), pattern))
+    app.state.self_keyed_routes = found
 
 
 def _request_hash(scope: Scope, body: bytes) -> str:
@@ -74,21 +112,24 @@ class IdempotencyMiddleware:
         self.ttl = ttl
         self.lock = lock
 
+    def _is_self_keyed(self, scope: Scope) -> bool:
+        state = getattr(scope.get("app"), "state", None)
+        routes = getattr(state, "self_keyed_routes", ())
+        method, path = scope.get("method"), str(scope.get("path", ""))
+        return any(method in m and p.match(path) for m, p in routes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
         if (
             key is None
             or scope.get("method") not in MUTATING
             or not str(scope.get("path", "")).startswith("/api/")
+            or self._is_self_keyed(scope)
         ):
             await self.app(scope, receive, send)
             return
-        if not (1 <= len(key) <= 255) or not key.isprintable():
-            response = problem_response(
-                400,
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 printable characters.",
-            )
+        if not valid_key(key):
+            response = problem_response(400, INVALID_KEY, INVALID_KEY_DETAIL)
             await response(scope, receive, send)
             return
         body: bytes = scope.get("seamline.body", b"")

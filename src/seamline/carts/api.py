@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from seamline.api.deps import DB, CurrentCaller, scoped
+from seamline.api.deps import DB, CurrentCaller, IfMatch, scoped
 from seamline.api.problems import problem
 from seamline.carts import lines, merge, service, sharing, view
 from seamline.carts.models import Cart
@@ -32,14 +32,6 @@ from seamline.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/carts", tags=["carts"])
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        max_length=200,
-        pattern=r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
-        description='The version the client last saw (`"3"`, the ETag); 412 if it changed.',
-    ),
-]
 CartId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 LineId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 Cursor = Annotated[

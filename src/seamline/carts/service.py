@@ -31,11 +31,10 @@ from seamline.carts.schemas import (
     ShippingOptions,
     ShippingSet,
 )
-from seamline.channels.models import Channel
-from seamline.channels.service import get_channel
+from seamline.channels.service import channel_kind, get_channel
 from seamline.db.dialect import lock_for_transaction
 from seamline.db.lookup import get_or_404, not_found, usable_id
-from seamline.events.outbox import emit
+from seamline.events.outbox import Pending, emit
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, SeamlineError
 from seamline.kit.ids import new_id
@@ -99,13 +98,18 @@ def lock_cart(session: Session, cart_id: str, *, if_match: str | None = None) ->
     """The open cart, its row locked until the transaction ends, at the version expected."""
     cart = find_cart(session, cart_id, for_update=True)
     require_open(cart)
+    require_version(cart, if_match)
+    return cart
+
+
+def require_version(cart: Cart, if_match: str | None) -> None:
+    """412 when ``If-Match`` (if given) names a version the cart no longer has."""
     if if_match is not None and not version_matches(if_match, cart.version):
         raise CartVersionMismatch(
             f"the cart is at version {cart.version}; reload it and try again",
             headers={"ETag": etag(cart)},
             extra={"version": cart.version},
         )
-    return cart
 
 
 def get_cart_for_update(session: Session, cart_id: str, *, if_match: str | None = None) -> Cart:
@@ -119,13 +123,12 @@ def get_cart_for_update(session: Session, cart_id: str, *, if_match: str | None 
 def event_payload(session: Session, cart: Cart) -> dict[str, Any]:
     """What every ``cart.*`` event carries: the customer (``profile_id``, when known — the
     cart's profile, else the profile its anonymous id arrived on) and the channel of origin."""
-    channel = session.get(Channel, cart.channel_id)
     payload: dict[str, Any] = {
         "cart_id": cart.id,
         "status": cart.status,
         "version": cart.version,
         "updated_by": cart.updated_by,
-        "channel": channel.kind if channel else None,
+        "channel": channel_kind(session, cart.channel_id),
         "channel_id": cart.channel_id,
         "currency": cart.currency,
         "anonymous_id": cart.anonymous_id,
@@ -143,19 +146,19 @@ def changed(
     detail: dict[str, Any],
     *,
     key_id: str | None,
+    events: list[Pending] | None = None,
 ) -> None:
-    """Record one change: bump the version, note who, emit ``event_type``."""
+    """Record one change: bump the version, note who, emit ``event_type`` — or, given
+    ``events``, append it there for the caller to emit with its own (``outbox.emit_rows``)."""
     cart.version += 1
     cart.updated_by = key_id
     cart.updated_at = clock.now()
+    payload = {**event_payload(session, cart), **detail}
+    if events is not None:
+        events.append(Pending(event_type, "cart", cart.id, payload))
+        return
     session.flush()
-    emit(
-        session,
-        event_type,
-        aggregate_type="cart",
-        aggregate_id=cart.id,
-        payload={**event_payload(session, cart), **detail},
-    )
+    emit(session, event_type, aggregate_type="cart", aggregate_id=cart.id, payload=payload)
 
 
 def _key(caller: Caller | None) -> str | None:
@@ -386,12 +389,18 @@ def shipping_options(session: Session, cart_id: str) -> ShippingOptions:
 # -- checkout hooks --------------------------------------------------------------------------
 
 
-def mark_checking_out(session: Session, cart: Cart, *, key_id: str | None = None) -> Cart:
+def mark_checking_out(
+    session: Session,
+    cart: Cart,
+    *,
+    key_id: str | None = None,
+    events: list[Pending] | None = None,
+) -> Cart:
     """open → checking_out: the cart stops changing while checkout reserves and pays.
-    ``cart`` comes from ``get_cart_for_update``."""
+    ``cart`` comes from ``get_cart_for_update``; ``events`` as for ``changed``."""
     require_open(cart)
     cart.status = "checking_out"
-    changed(session, cart, "cart.checkout_started", {}, key_id=key_id)
+    changed(session, cart, "cart.checkout_started", {}, key_id=key_id, events=events)
     return cart
 
 
@@ -415,12 +424,18 @@ def reopen(session: Session, cart: Cart, *, key_id: str | None = None) -> Cart:
 
 
 def mark_completed(
-    session: Session, cart: Cart, *, order_id: str, key_id: str | None = None
+    session: Session,
+    cart: Cart,
+    *,
+    order_id: str,
+    key_id: str | None = None,
+    events: list[Pending] | None = None,
 ) -> Cart:
-    """The cart became order ``order_id`` (from checking_out, or open for a till sale)."""
+    """The cart became order ``order_id`` (from checking_out, or open for a till sale);
+    ``events`` as for ``changed``."""
     if cart.status not in ("open", "checking_out"):
         require_open(cart)
     cart.status = "completed"
     cart.order_id = order_id
-    changed(session, cart, "cart.completed", {"order_id": order_id}, key_id=key_id)
+    changed(session, cart, "cart.completed", {"order_id": order_id}, key_id=key_id, events=events)
     return cart

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from seamline.auth.service import Caller
 from seamline.channels.models import Channel
 from seamline.channels.schemas import ChannelCreate, ChannelUpdate
+from seamline.db.config_cache import ConfigCache
 from seamline.db.lookup import get_or_404
 from seamline.db.pagination import keyset_page
 from seamline.events.outbox import emit
@@ -104,6 +105,19 @@ def _find(session: Session, channel_id: str, *, for_update: bool = False) -> Cha
 
 def get_channel(session: Session, channel_id: str) -> Channel:
     return _find(session, channel_id)
+
+
+# What every cart event names (the channel's kind), cached per process (db/config_cache.py).
+_kinds = ConfigCache("channel_kinds", (Channel,))
+
+
+def channel_kind(session: Session, channel_id: str) -> str | None:
+    """The channel's kind (``web``, ``store`` …), or None if there is no such channel."""
+    return _kinds.get(
+        session,
+        ("kind", channel_id),
+        lambda: session.scalar(select(Channel.kind).where(Channel.id == channel_id)),
+    )
 
 
 def list_channels(

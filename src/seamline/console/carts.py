@@ -342,11 +342,11 @@ def checkout(
     require(user, "checkout:write")
     db = db_of(request)
     try:
+        # What the form needs to explain a refusal in the associate's terms; the version the
+        # form showed is checked by checkout itself, with the cart locked.
         with db.transaction(readonly=True) as session:
             cart = carts.find_cart(session, cart_id)
             carts.require_open(cart)
-            if cart.version != version:
-                raise CartVersionMismatch(f"the cart is at version {cart.version}")
             currency = cart.currency
             fulfilments = set(
                 session.scalars(select(CartLine.fulfilment).where(CartLine.cart_id == cart.id))
@@ -378,6 +378,7 @@ def checkout(
             caller=user.caller,
             idempotency_key=f"console:{key}",
             hold_seconds=settings.checkout_hold_seconds,
+            if_match=_if_match(version),
         )
     except CartVersionMismatch:
         return redirect(_cart_url(cart_id), error=STALE)

@@ -7,7 +7,9 @@ as good there.
 
 from __future__ import annotations
 
-from sqlalchemy import String, text
+from typing import Any
+
+from sqlalchemy import String, func, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from seamline.db.base import Base
@@ -36,3 +38,12 @@ def next_value(session: Session, name: str) -> int:
         )
         return start
     return int(found)
+
+
+def next_value_expression(session: Session, name: str) -> Any:
+    """What to assign to the numbered column: on PostgreSQL ``nextval`` as a SQL expression
+    (the row's ``INSERT`` draws the number and returns it — no statement of its own); on
+    SQLite the next value itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.nextval(f"{name}_seq")
+    return next_value(session, name)

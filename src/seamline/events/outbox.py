@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
 from seamline.db import bulk
@@ -87,9 +89,11 @@ def emit_many(session: Session, events: Sequence[Pending]) -> list[str]:
 
 
 def emit_rows(session: Session, events: Sequence[Pending]) -> list[str]:
-    """``emit_many`` through two multi-row ``INSERT`` statements (the events, returning their
-    sequence numbers in order, then all their deliveries) on every database: for the handful of
-    events one request writes, two statements cost fewer round trips than ``COPY``."""
+    """``emit_many`` for the handful of events one request writes, where a statement costs
+    less than a ``COPY``: on PostgreSQL one statement (the events' ``INSERT`` returning their
+    sequence numbers to the deliveries' ``INSERT`` in the same statement); elsewhere two
+    multi-row ``INSERT`` statements (the events, returning their sequence numbers in order,
+    then all their deliveries)."""
     return _emit_bulk(session, events, copy=False)
 
 
@@ -111,7 +115,12 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
         for event_id, e in zip(ids, events, strict=True)
     ]
     session.flush()  # rows added through the ORM keep their place in the sequence
-    copy = copy and bulk.is_postgres(session)
+    postgres = bulk.is_postgres(session)
+    copy = copy and postgres
+    if postgres and not copy:
+        _insert_together(session, rows, events, now)
+        session.info[EMITTED] = True
+        return ids
     if copy:
         seqs = bulk.next_values(session, table, "seq", len(rows))
         for seq, row in zip(seqs, rows, strict=True):
@@ -120,10 +129,34 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
     else:
         stmt = insert(table).returning(table.c.seq, sort_by_parameter_order=True)
         seqs = list(session.execute(stmt, rows).scalars())
+    deliveries = [
+        {
+            "event_seq": seq,
+            "consumer": name,
+            "aggregate_key": key,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for seq, (name, key) in _deliveries(session, seqs, events)
+    ]
+    if copy:
+        bulk.copy_rows(session, cast(Table, Delivery.__table__), deliveries)
+    elif deliveries:
+        session.execute(insert(Delivery), deliveries)
+    session.info[EMITTED] = True
+    return ids
+
+
+def _deliveries(
+    session: Session, refs: Sequence[Any], events: Sequence[Pending]
+) -> list[tuple[Any, tuple[str, str]]]:
+    """(the event's ``ref``, (consumer, aggregate key)) for every delivery of ``events``."""
     stream = bool(session.info.get(STREAM_ENABLED))
     consumers: dict[str, list[str]] = {}
-    deliveries = []
-    for seq, e in zip(seqs, events, strict=True):
+    found = []
+    for ref, e in zip(refs, events, strict=True):
         names = consumers.get(e.event_type)
         if names is None:
             names = [c.name for c in consumers_for(e.event_type)]
@@ -131,21 +164,53 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
                 names.append(STREAM_CONSUMER)
             consumers[e.event_type] = names
         key = f"{e.aggregate_type}:{e.aggregate_id}"
-        deliveries += [
-            {
-                "event_seq": seq,
-                "consumer": name,
-                "aggregate_key": key,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for name in names
-        ]
-    if copy:
-        bulk.copy_rows(session, cast(Table, Delivery.__table__), deliveries)
-    elif deliveries:
-        session.execute(insert(Delivery), deliveries)
-    session.info[EMITTED] = True
-    return ids
+        found += [(ref, (name, key)) for name in names]
+    return found
+
+
+# PostgreSQL: the events and their deliveries in one statement (the deliveries join the
+# sequence numbers the events' INSERT returns), the events numbered in the order given.
+_TOGETHER = text(
+    """
+    WITH e AS (
+        INSERT INTO outbox_events (id, type, aggregate_type, aggregate_id, payload, created_at)
+        SELECT r.id, r.type, r.agg_type, r.agg_id, CAST(r.payload AS JSONB), :now
+        FROM unnest(
+            CAST(:ids AS VARCHAR[]), CAST(:types AS VARCHAR[]), CAST(:agg_types AS VARCHAR[]),
+            CAST(:agg_ids AS VARCHAR[]), CAST(:payloads AS TEXT[])
+        ) WITH ORDINALITY AS r(id, type, agg_type, agg_id, payload, n)
+        ORDER BY r.n
+        RETURNING seq, id
+    )
+    INSERT INTO event_deliveries
+        (event_seq, consumer, aggregate_key, status, attempts, next_attempt_at, created_at)
+    SELECT e.seq, d.consumer, d.agg_key, 'pending', 0, :now, :now
+    FROM e JOIN unnest(
+        CAST(:d_ids AS VARCHAR[]), CAST(:d_consumers AS VARCHAR[]), CAST(:d_keys AS VARCHAR[])
+    ) AS d(id, consumer, agg_key) ON d.id = e.id
+    """
+)
+
+
+def _insert_together(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    events: Sequence[Pending],
+    now: datetime,
+) -> None:
+    ids = [r["id"] for r in rows]
+    deliveries = _deliveries(session, ids, events)
+    session.execute(
+        _TOGETHER,
+        {
+            "now": now,
+            "ids": ids,
+            "types": [r["type"] for r in rows],
+            "agg_types": [r["aggregate_type"] for r in rows],
+            "agg_ids": [r["aggregate_id"] for r in rows],
+            "payloads": [json.dumps(r["payload"]) for r in rows],
+            "d_ids": [ref for ref, _ in deliveries],
+            "d_consumers": [name for _, (name, _) in deliveries],
+            "d_keys": [key for _, (_, key) in deliveries],
+        },
+    )

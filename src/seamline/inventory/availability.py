@@ -10,6 +10,7 @@ Definitions (docs/inventory.md states them for users):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from seamline.auth.service import Caller
 from seamline.catalog.service import find_variant
 from seamline.channels import service as channels
 from seamline.channels.models import Channel
+from seamline.db.config_cache import ConfigCache
 from seamline.inventory import postcodes, stock
 from seamline.inventory.buckets import Totals
 from seamline.inventory.models import ChannelStockRule, Location
@@ -41,7 +43,7 @@ from seamline.kit import clock
 from seamline.kit.errors import FieldError, Unprocessable
 
 
-@dataclass
+@dataclass(frozen=True)
 class Policy:
     """How one channel promises stock: where from, what it leaves behind, its share."""
 
@@ -54,6 +56,7 @@ class Policy:
     # An explicit list (a rule's location_ids, or a store channel's own store) also limits
     # where holds named by location may be placed; the default list does not.
     restricted: bool = False
+    ruled: bool = False  # the channel has a stock rule of its own
 
     def keep(self, location: Location) -> int:
         return self.keep_per_store if location.kind == "store" else self.keep_per_warehouse
@@ -100,7 +103,6 @@ def set_rule(
                     code="location_not_found",
                     errors=[FieldError(f"body.location_ids.{i}", "no such location", "unknown")],
                 )
-    session.info.pop(_POLICIES, None)
     rule = session.get(ChannelStockRule, channel_id, with_for_update=True)
     if rule is None:
         rule = ChannelStockRule(channel_id=channel_id)
@@ -123,11 +125,44 @@ def _active_locations(session: Session) -> list[Location]:
     )
 
 
-def policy(session: Session, channel: Channel, locations: list[Location] | None = None) -> Policy:
+@dataclass(frozen=True)
+class Site:
+    """An active location as policies and routing need it: a plain value, cached per process
+    (``active_sites``)."""
+
+    id: str
+    name: str
+    kind: str
+    ships: bool
+    latitude: float | None
+    longitude: float | None
+
+
+# Channels, locations and channel stock rules change rarely and are read by every cart change
+# and checkout: each process keeps the active sites and the channels' policies for two seconds
+# (``db/config_cache.py``; a change made through this process is seen at once).
+_topology = ConfigCache("topology", (Channel, Location, ChannelStockRule), seconds=2.0)
+
+
+def active_sites(session: Session) -> list[Site]:
+    """The active locations, by id (from this process's cache when fresh)."""
+
+    def load() -> list[Site]:
+        return [
+            Site(loc.id, loc.name, loc.kind, loc.ships, loc.latitude, loc.longitude)
+            for loc in _active_locations(session)
+        ]
+
+    return _topology.get(session, "sites", load)
+
+
+def policy(
+    session: Session, channel: Channel, locations: Sequence[Location | Site] | None = None
+) -> Policy:
     """The channel's rule, with its default locations: a store channel sells its own store's
     stock; any other channel sells from every active location that ships."""
     rule = session.get(ChannelStockRule, channel.id)
-    everywhere = locations if locations is not None else _active_locations(session)
+    everywhere = locations if locations is not None else active_sites(session)
     kinds = {loc.id: loc.kind for loc in everywhere}
     restricted = True
     if rule is not None and rule.location_ids is not None:
@@ -150,20 +185,18 @@ def policy(session: Session, channel: Channel, locations: list[Location] | None 
         share_percent=rule.max_share_percent if rule else 100,
         kinds=kinds,
         restricted=restricted,
+        ruled=rule is not None,
     )
 
 
-_POLICIES = "seamline.inventory.policies"
-
-
 def channel_policy(session: Session, channel_id: str) -> Policy:
-    """The channel's policy, read once per transaction (a checkout asks for it several times;
-    ``set_rule`` forgets it)."""
-    cache: dict[str, Policy] = session.info.setdefault(_POLICIES, {})
-    found = cache.get(channel_id)
-    if found is None:
-        found = cache[channel_id] = policy(session, channels.get_channel(session, channel_id))
-    return found
+    """The channel's policy (from this process's cache when fresh; a transaction that changed
+    a channel, a location or a rule reads it afresh)."""
+    return _topology.get(
+        session,
+        ("policy", channel_id),
+        lambda: policy(session, channels.get_channel(session, channel_id)),
+    )
 
 
 def availability(

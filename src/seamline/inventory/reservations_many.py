@@ -201,6 +201,7 @@ def reserve_many(
     *,
     policy: Policy | None = None,
     savepoint: bool = True,
+    events: list[Pending] | None = None,
 ) -> list[ReservationOut] | None:
     """Hold every line of ``data`` in three statements (and ``emit_rows``); None — nothing
     changed, no lock kept — when the lean path does not apply or a line lacks its units, for
@@ -208,7 +209,9 @@ def reserve_many(
     is the channel's (``availability.channel_policy``), when the caller has it already.
 
     Without ``savepoint`` (two statements fewer) a failed attempt raises ``HoldFailed``
-    instead: the caller rolls its transaction back and starts again on the per-line path."""
+    instead: the caller rolls its transaction back and starts again on the per-line path.
+    Given ``events``, the lines' ``inventory.changed`` are appended there for the caller to
+    emit with its own."""
     keep = _eligible(session, data, policy)
     if keep is None:
         return None
@@ -283,15 +286,14 @@ def reserve_many(
         return None
     if attempt is not None:
         attempt.commit()
-    emit_rows(
-        session,
-        [
-            _event(
-                by_pair[(str(line.location_id), line.variant_id)], "reserve", reserved=line.quantity
-            )
-            for line in lines
-        ],
-    )
+    changed = [
+        _event(by_pair[(str(line.location_id), line.variant_id)], "reserve", reserved=line.quantity)
+        for line in lines
+    ]
+    if events is not None:  # the caller emits them with its own
+        events += changed
+    else:
+        emit_rows(session, changed)
     return [
         ReservationOut(
             id=r["id"],

@@ -22,26 +22,23 @@ opens its own transactions: the steps must commit separately.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.carts import quote as cart_quote
 from seamline.carts import service as carts
 from seamline.carts.models import Cart, CartLine
-from seamline.db.dialect import insert_ignoring_conflict
 from seamline.db.engine import Database
 from seamline.db.lookup import get_or_404
-from seamline.events import timers
-from seamline.events.models import Timer
+from seamline.events.outbox import Pending, emit_rows
 from seamline.inventory import reservations, reservations_many
 from seamline.inventory.models import Location
 from seamline.inventory.schemas import ReservationCreate, ReservationLine
 from seamline.kit import clock
-from seamline.kit.clock import ensure_utc
 from seamline.kit.errors import Conflict, FieldError, Forbidden, SeamlineError, Unprocessable
 from seamline.kit.ids import new_id
 from seamline.orders import committing, placing, routing
@@ -55,7 +52,7 @@ from seamline.payments import service as payments
 from seamline.payments.providers import get_provider, refuse_card_number
 from seamline.pricing import usage
 
-__all__ = ["EXPIRE_TIMER", "PaymentDeclined", "checkout", "expire"]
+__all__ = ["EXPIRE_TIMER", "PaymentDeclined", "checkout", "checkout_replay", "expire"]
 
 _Step = committing.Step
 
@@ -72,7 +69,33 @@ def checkout(
     caller: Caller,
     idempotency_key: str,
     hold_seconds: int = 900,
+    if_match: str | None = None,
 ) -> OrderOut:
+    """The order (see the module's docstring); ``checkout_replay`` also says whether it is
+    the answer to an earlier request with this key."""
+    return checkout_replay(
+        db,
+        cart_id,
+        data,
+        caller=caller,
+        idempotency_key=idempotency_key,
+        hold_seconds=hold_seconds,
+        if_match=if_match,
+    )[0]
+
+
+def checkout_replay(
+    db: Database,
+    cart_id: str,
+    data: CheckoutIn,
+    *,
+    caller: Caller,
+    idempotency_key: str,
+    hold_seconds: int = 900,
+    if_match: str | None = None,
+) -> tuple[OrderOut, bool]:
+    """The order, and True when it was placed by an earlier request with this key.
+    ``if_match``: the cart version the buyer saw (412 ``cart_version_mismatch`` otherwise)."""
     lean = True
     while True:
         try:
@@ -85,9 +108,10 @@ def checkout(
                     idempotency_key,
                     hold_seconds=hold_seconds,
                     lean=lean,
+                    if_match=if_match,
                 )
                 if done is not None:
-                    return done
+                    return done, True
             break
         except reservations_many.HoldFailed:
             # The multi-line hold lost a race for the units routing saw: start step 1 again,
@@ -101,18 +125,52 @@ def checkout(
         payments.undo(step.checkout_id, step.tenders, results)
     if isinstance(outcome, SeamlineError):
         raise outcome
-    return outcome
+    return outcome, False
 
 
 # -- step 1 ----------------------------------------------------------------------------------
 
 
+def _key_reused() -> Unprocessable:
+    return Unprocessable(
+        "this Idempotency-Key was used for another checkout request",
+        code="idempotency_key_reused",
+    )
+
+
+def _lock_cart(
+    session: Session, cart_id: str, caller: Caller, idempotency_key: str
+) -> tuple[Cart, list[CartLine], Checkout | None]:
+    """One statement: the cart, locked (``FOR UPDATE``), its lines in the order they were
+    added, and the checkout this key has already started, if any (for whichever cart)."""
+    rows = session.execute(
+        select(Cart, CartLine, Checkout)
+        .outerjoin(CartLine, CartLine.cart_id == Cart.id)
+        .outerjoin(
+            Checkout,
+            and_(Checkout.key_id == caller.key_id, Checkout.idempotency_key == idempotency_key),
+        )
+        .where(Cart.id == cart_id)
+        .order_by(CartLine.created_at, CartLine.id)
+        .with_for_update(of=Cart)
+    ).all()
+    if not rows:
+        carts.find_cart(session, cart_id)  # the 404, as every cart route answers it
+    lines = [row[1] for row in rows if row[1] is not None]
+    return rows[0][0], lines, rows[0][2]
+
+
+def _started(session: Session, caller: Caller, idempotency_key: str) -> Checkout | None:
+    return session.scalar(
+        select(Checkout).where(
+            Checkout.key_id == caller.key_id, Checkout.idempotency_key == idempotency_key
+        )
+    )
+
+
 def _replay(session: Session, found: Checkout, request_hash: str) -> OrderOut | _Step:
     if found.request_hash != request_hash:
-        raise Unprocessable(
-            "this Idempotency-Key was used for another checkout request",
-            code="idempotency_key_reused",
-        )
+        raise _key_reused()
     if found.status == "completed" and found.order_id is not None:
         order = session.get(Order, found.order_id)
         assert order is not None
@@ -137,25 +195,24 @@ def _reserve(
     *,
     hold_seconds: int,
     lean: bool = True,
+    if_match: str | None = None,
 ) -> tuple[_Step, OrderOut | None]:
     request_hash = _hash(data)
-    found = session.scalar(
-        select(Checkout).where(
-            Checkout.key_id == caller.key_id, Checkout.idempotency_key == idempotency_key
-        )
-    )
+    cart, lines, found = _lock_cart(session, cart_id, caller, idempotency_key)
+    if found is None and cart.status != "open":
+        # A request with this key may have started the checkout while this one waited for
+        # the cart's lock (read committed: this statement sees what has committed since).
+        found = _started(session, caller, idempotency_key)
     if found is not None:
+        if found.cart_id != cart.id:
+            raise _key_reused()
         replay = _replay(session, found, request_hash)
         if isinstance(replay, OrderOut):
             return _Step(found.id, [], ""), replay
         return replay, None
-    cart = carts.get_cart_for_update(session, cart_id)
+    carts.require_open(cart)
+    carts.require_version(cart, if_match)
     _check_caller(session, data, caller)
-    lines = list(
-        session.scalars(
-            select(CartLine).where(CartLine.cart_id == cart.id).order_by(CartLine.created_at)
-        )
-    )
     if not lines:
         raise Unprocessable("the cart is empty", code="cart_empty")
     priced = cart_quote.price(session, cart, lines=lines)
@@ -183,7 +240,8 @@ def _reserve(
         checkout_id=checkout_id,
         profile_id=cart.profile_id,
     )
-    held, reasons = _hold_stock(session, cart, priced, checkout_id, lean=lean)
+    events: list[Pending] = []
+    held, reasons = _hold_stock(session, cart, priced, checkout_id, lean=lean, events=events)
     snapshot = placing.snapshot(priced, held, reasons)
     session.add(
         Checkout(
@@ -198,29 +256,13 @@ def _reserve(
             quote=snapshot,
             tenders=[t.__dict__ for t in tenders],
             reservation_ids=[r for r, _ in held.values()],
+            # If the process dies while paying, the worker's sweep gives everything back then.
+            expires_at=clock.now() + timedelta(seconds=hold_seconds + EXPIRY_GRACE_SECONDS),
         )
     )
-    carts.mark_checking_out(session, cart, key_id=caller.key_id)
-    _schedule_expiry(session, checkout_id, clock.now() + timedelta(seconds=hold_seconds + 60))
+    carts.mark_checking_out(session, cart, key_id=caller.key_id, events=events)
+    emit_rows(session, events)
     return _Step(checkout_id, tenders, cart.currency), None
-
-
-def _schedule_expiry(session: Session, checkout_id: str, fire_at: datetime) -> None:
-    """The checkout's timer: a new checkout's key is new, so one insert does (no re-read);
-    should it exist after all, ``timers.schedule`` moves it as it would."""
-    key = f"{EXPIRE_TIMER}:{checkout_id}"
-    payload = {"checkout_id": checkout_id}
-    values = {
-        "key": key,
-        "kind": EXPIRE_TIMER,
-        "payload": payload,
-        "fire_at": ensure_utc(fire_at),
-        "status": "pending",
-        "attempts": 0,
-        "created_at": clock.now(),
-    }
-    if not insert_ignoring_conflict(session, Timer, values, on=["key"]):
-        timers.schedule(session, key, kind=EXPIRE_TIMER, fire_at=fire_at, payload=payload)
 
 
 def _check_caller(session: Session, data: CheckoutIn, caller: Caller) -> None:
@@ -258,6 +300,7 @@ def _hold_stock(
     checkout_id: str,
     *,
     lean: bool,
+    events: list[Pending],
 ) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """Hold every line; returns line id → (reservation id, location id) and the routing
     reasons by location. Pick-up lines at their store; shipped lines where routing sends them
@@ -307,7 +350,11 @@ def _hold_stock(
         policy = routing.channel_policy(session, channel) if channel else None
         fast = (
             reservations_many.reserve_many(
-                session, request(lines, True, channel), policy=policy, savepoint=False
+                session,
+                request(lines, True, channel),
+                policy=policy,
+                savepoint=False,
+                events=events,
             )
             if lean
             else None
@@ -331,6 +378,25 @@ def _hold_stock(
 
 # -- a checkout whose process died -------------------------------------------------------------
 
+# A checkout still paying this long after its holds' window is given up.
+EXPIRY_GRACE_SECONDS = 60
+# Checkouts expired per sweep transaction; the sweep runs at most this often per worker.
+SWEEP_BATCH = 50
+SWEEP_EVERY = timedelta(seconds=30)
+
+
+def expired_ids(session: Session, *, limit: int = SWEEP_BATCH) -> list[str]:
+    """Checkouts still ``paying`` past their ``expires_at``, oldest first (a partial index
+    holds only the paying ones)."""
+    return list(
+        session.scalars(
+            select(Checkout.id)
+            .where(Checkout.status == "paying", Checkout.expires_at < clock.now())
+            .order_by(Checkout.expires_at)
+            .limit(limit)
+        )
+    )
+
 
 def expire(session: Session, payload: dict[str, Any]) -> None:
     """Still ``paying`` long after its holds expired: the process died between paying and
@@ -340,6 +406,7 @@ def expire(session: Session, payload: dict[str, Any]) -> None:
     ).one_or_none()
     if found is None or found.status != "paying":
         return
+    # (Checkouts started before expires_at existed are expired by their timer, as then.)
     # What did the PSPs do under our keys? Asking again with the same keys charges nothing
     # new; whatever was taken is given back. Before any stock row is touched (no stock lock
     # is held while a provider answers).

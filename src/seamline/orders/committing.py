@@ -17,17 +17,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
 from seamline.carts import service as carts
 from seamline.carts.models import Cart
-from seamline.channels.models import Channel
 from seamline.db.engine import Database
-from seamline.db.sequences import next_value
-from seamline.events import timers
+from seamline.db.sequences import next_value_expression
 from seamline.events.outbox import Pending, emit_rows
 from seamline.inventory import reservations_settle
 from seamline.inventory.models import Location
@@ -48,7 +46,6 @@ EXPIRE_TIMER = "checkout.expire"
 # A commit aborted by PostgreSQL (deadlock, serialization failure) is run again this often.
 COMMIT_RETRIES = 2
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-_PINNED = "seamline.checkout.pinned"
 
 
 class PaymentDeclined(SeamlineError):
@@ -125,16 +122,13 @@ def sold_at(session: Session, location_id: str | None) -> str | None:
 def _lock(
     session: Session, step: Step, results: Sequence[PaymentResult]
 ) -> tuple[Checkout, Cart, tuple[OrderOut | SeamlineError, bool] | None]:
-    """The checkout and its cart, both locked, in one statement (with the cart's channel, which
-    the cart's event names: kept referenced, the session answers that lookup itself)."""
-    found, cart, channel = session.execute(
-        select(Checkout, Cart, Channel)
+    """The checkout and its cart, both locked, in one statement."""
+    found, cart = session.execute(
+        select(Checkout, Cart)
         .join(Cart, Cart.id == Checkout.cart_id)
-        .outerjoin(Channel, Channel.id == Cart.channel_id)
         .where(Checkout.id == step.checkout_id)
         .with_for_update(of=[Checkout.__table__, Cart.__table__])
     ).one()
-    session.info[_PINNED] = channel
     if found.status == "completed" and found.order_id is not None:
         order = session.get(Order, found.order_id)
         assert order is not None
@@ -173,7 +167,6 @@ def _expired(
         "extra": {},
     }
     carts.reopen(session, cart)
-    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
     return stored_error(found), True
 
 
@@ -211,7 +204,6 @@ def _fail(
         "extra": error.extra,
     }
     carts.reopen(session, cart)
-    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
     return error
 
 
@@ -246,39 +238,38 @@ def _place(
     events: list[Pending] = []
     reservations_settle.commit_many(session, found.reservation_ids, events=events)
     taken = sum(t.amount for t, r in zip(step.tenders, results, strict=True) if r.succeeded)
-    order = Order(
-        id=new_id("ord"),
-        number=next_value(session, "order_number"),
-        checkout_id=found.id,
-        cart_id=cart.id,
-        profile_id=cart.profile_id,
-        email=cart.email,
-        channel_id=sold_at(session, found.location_id) or cart.channel_id,
-        location_id=found.location_id,
-        placed_by=caller.key_id,
-        status="paid" if taken == snap["total"] else "placed",
-        payment_state="paid" if taken == snap["total"] else "pending",
-        currency=snap["currency"],
-        prices_include_tax=snap["prices_include_tax"],
-        subtotal=snap["subtotal"],
-        discount_total=snap["discount_total"],
-        shipping_total=snap["shipping_total"],
-        tax_total=snap["tax_total"],
-        total=snap["total"],
-        paid_total=taken,
-        shipping_address=cart.shipping_address,
-        codes=snap["codes"],
-        promotions=snap["promotions"],
-    )
-    session.add(order)
-    session.flush()
+    values = {
+        "id": new_id("ord"),
+        "number": next_value_expression(session, "order_number"),
+        "checkout_id": found.id,
+        "cart_id": cart.id,
+        "profile_id": cart.profile_id,
+        "email": cart.email,
+        "channel_id": sold_at(session, found.location_id) or cart.channel_id,
+        "location_id": found.location_id,
+        "placed_by": caller.key_id,
+        "status": "paid" if taken == snap["total"] else "placed",
+        "payment_state": "paid" if taken == snap["total"] else "pending",
+        "currency": snap["currency"],
+        "prices_include_tax": snap["prices_include_tax"],
+        "subtotal": snap["subtotal"],
+        "discount_total": snap["discount_total"],
+        "shipping_total": snap["shipping_total"],
+        "tax_total": snap["tax_total"],
+        "total": snap["total"],
+        "paid_total": taken,
+        "shipping_address": cart.shipping_address,
+        "codes": snap["codes"],
+        "promotions": snap["promotions"],
+    }
+    # One statement that draws the number (``nextval`` on PostgreSQL) and returns the row.
+    order = session.scalars(insert(Order).values(**values).returning(Order)).one()
     groups, lines = placing.groups_and_lines(session, order, snap)
     recorded = payments.record(session, found.id, step.tenders, results, order_id=order.id)
     if snap["promotions"]:  # no promotion applied: no use was held
         usage.confirm(session, found.id, order.id)
     found.status, found.order_id = "completed", order.id
-    carts.mark_completed(session, cart, order_id=order.id, key_id=caller.key_id)
-    timers.cancel(session, f"{EXPIRE_TIMER}:{found.id}")
+    carts.mark_completed(session, cart, order_id=order.id, key_id=caller.key_id, events=events)
     placed = history(
         session,
         order,

@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from seamline.events.registry import on_timer
+from seamline.db.engine import Database
+from seamline.events.registry import on_round, on_timer
 from seamline.identity.erasure import ErasureScope, on_erase
+from seamline.kit import clock
 from seamline.orders import checkout, fulfilment
 from seamline.orders.models import Order, OrderHistory, Return
+
+log = structlog.get_logger("seamline.checkout")
+_last_sweep: WeakKeyDictionary[Database, datetime] = WeakKeyDictionary()
+
+
+@on_round("orders.expired_checkouts")
+def sweep_expired_checkouts(db: Database) -> int:
+    """At most every ``checkout.SWEEP_EVERY`` per worker: checkouts still paying past their
+    ``expires_at`` — their process died — give back their holds, promotion uses and money
+    (``checkout.expire``), one transaction each. Returns how many were looked at."""
+    now = clock.now()
+    last = _last_sweep.get(db)
+    if last is not None and now - last < checkout.SWEEP_EVERY:
+        return 0
+    _last_sweep[db] = now
+    with db.transaction() as session:
+        found = checkout.expired_ids(session)
+    for checkout_id in found:
+        try:
+            with db.transaction() as session:
+                checkout.expire(session, {"checkout_id": checkout_id})
+        except Exception:  # the others go on; this one is tried again next sweep
+            log.exception("checkout_expiry_failed", checkout_id=checkout_id)
+    return len(found)
 
 
 @on_timer(checkout.EXPIRE_TIMER)
 def checkout_expired(session: Session, key: str, payload: dict[str, Any]) -> None:
-    """A checkout still paying after its payment window: its process died (checkout.py)."""
+    """A checkout started before the sweep existed, still paying after its payment window
+    (its process died): as the sweep does."""
     checkout.expire(session, payload)
 
 

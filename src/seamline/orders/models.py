@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from seamline.db.base import Base, BigIntPK, JSONDoc, Timestamped, one_of
@@ -42,8 +42,9 @@ DISPOSITIONS = ("restock", "write_off")
 class Checkout(Timestamped, Base):
     """One attempt to turn a cart into an order: reserve → pay → commit, across transactions.
 
-    The row is what lets a retry (same idempotency key) return the same order, and what a
-    timer uses to release the stock and void the payments of an attempt whose process died.
+    The row is what lets a retry (same idempotency key) return the same order, and what the
+    worker's sweep uses (``expires_at``, while ``paying``) to release the stock and void the
+    payments of an attempt whose process died.
     """
 
     __tablename__ = "checkouts"
@@ -61,10 +62,19 @@ class Checkout(Timestamped, Base):
     reservation_ids: Mapped[list[str]] = mapped_column(default=list)
     order_id: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
+    # When a checkout still ``paying`` is given up (its holds' window and a minute more).
+    expires_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(one_of("status", CHECKOUT_STATUSES), name="status_known"),
         Index("uq_checkouts_key", "key_id", "idempotency_key", unique=True),
+        # Only the checkouts in flight: the sweep's index stays as small as they are few.
+        Index(
+            "ix_checkouts_paying_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'paying'"),
+            sqlite_where=text("status = 'paying'"),
+        ),
     )
 
 

@@ -17,12 +17,10 @@ from dataclasses import dataclass, replace
 from weakref import WeakKeyDictionary
 
 from geopy.distance import great_circle
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from seamline.channels import service as channels
 from seamline.inventory import availability, postcodes, stock
-from seamline.inventory.models import ChannelStockRule, Location
 from seamline.kit.errors import Conflict, Unprocessable
 
 
@@ -72,53 +70,22 @@ def _origin(session: Session, address: dict[str, object] | None) -> tuple[float,
     return origin
 
 
-_SHIPPING = "seamline.orders.shipping_policies"
-_CHANNELS = "seamline.orders.channel_policies"
-_ACTIVE = "seamline.orders.active_locations"
-_PINNED = "seamline.orders.pinned_channels"
-
-
-def _active_locations(session: Session) -> list[Location]:
-    """The active locations, read once per transaction (and kept: routing needs their
-    coordinates after the policy has been worked out from them)."""
-    found: list[Location] | None = session.info.get(_ACTIVE)
-    if found is None:
-        found = list(session.scalars(select(Location).where(Location.active).order_by(Location.id)))
-        session.info[_ACTIVE] = found
-    return found
-
-
 def channel_policy(session: Session, channel_id: str) -> availability.Policy:
-    """``availability.channel_policy``, worked out from the locations routing reads anyway
-    (read once per transaction)."""
-    cache: dict[str, availability.Policy] = session.info.setdefault(_CHANNELS, {})
-    if channel_id not in cache:
-        channel = channels.get_channel(session, channel_id)
-        cache[channel_id] = availability.policy(session, channel, _active_locations(session))
-        # Kept referenced for the transaction: the session's identity map holds it weakly, and
-        # the cart's event looks the channel up again.
-        session.info.setdefault(_PINNED, []).append(channel)
-    return cache[channel_id]
+    """``availability.channel_policy`` (cached per process)."""
+    return availability.channel_policy(session, channel_id)
 
 
 def shipping_policy(session: Session, channel_id: str) -> tuple[availability.Policy, bool]:
-    """The policy shipped lines follow, and whether it is the endless aisle (read once per
-    transaction).
+    """The policy shipped lines follow, and whether it is the endless aisle.
 
     A store channel sells its own store's stock over the counter; what it ships to a customer's
     home (the endless aisle) may come from any location that ships, unless the channel has an
     explicit stock rule naming its sources."""
-    cache: dict[str, tuple[availability.Policy, bool]] = session.info.setdefault(_SHIPPING, {})
-    if channel_id in cache:
-        return cache[channel_id]
     policy = channel_policy(session, channel_id)
-    if not policy.restricted or session.get(ChannelStockRule, channel_id) is not None:
-        cache[channel_id] = (policy, False)
-        return cache[channel_id]
-    shipping = [loc.id for loc in _active_locations(session) if loc.ships]
-    endless = replace(policy, location_ids=shipping, restricted=False)
-    cache[channel_id] = (endless, True)
-    return cache[channel_id]
+    if not policy.restricted or policy.ruled:
+        return policy, False
+    shipping = [site.id for site in availability.active_sites(session) if site.ships]
+    return replace(policy, location_ids=shipping, restricted=False), True
 
 
 def route(
@@ -129,7 +96,9 @@ def route(
     policy, _ = shipping_policy(session, channel_id)
     sources = set(policy.location_ids)
     locations = {
-        loc.id: loc for loc in _active_locations(session) if loc.id in sources and loc.ships
+        site.id: site
+        for site in availability.active_sites(session)
+        if site.id in sources and site.ships
     }
     levels = stock.location_totals(session, sorted({w.variant_id for w in lines}))
     wanted: dict[str, int] = {}

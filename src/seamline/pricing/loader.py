@@ -3,16 +3,14 @@ orders read promotions, tax and shipping, so a cart and its order are priced ali
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, event, or_, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from seamline.db.config_cache import ConfigCache
 from seamline.pricing import models
 from seamline.pricing.promotions import Promotion, normalize_code
 from seamline.pricing.shipping import ShippingRate
@@ -121,70 +119,23 @@ def shipping_rates(session: Session, *, currency: str) -> list[ShippingRate]:
 # -- the configuration, cached per process -----------------------------------------------------
 #
 # Tax settings, tax rates and shipping rates change rarely and are read by every cart view and
-# checkout. Each process keeps what it read for ``CONFIG_SECONDS`` per database; a change made
-# through this process's sessions (an ORM write of those tables) forgets it at once — when
-# written and again when committed — and other processes see it within ``CONFIG_SECONDS``.
+# checkout: each process keeps what it read for ``CONFIG_SECONDS`` (``db/config_cache.py``).
 # Promotions are never cached: their usage counts change with every checkout.
 
 CONFIG_SECONDS = 2.0
-_CONFIG_MODELS = (models.TaxSettings, models.TaxRate, models.ShippingRate)
-_TOUCHED = "seamline.pricing.config_touched"
-_config: WeakKeyDictionary[Engine, dict[tuple[str, str], tuple[float, Any]]] = WeakKeyDictionary()
-T = TypeVar("T")
-
-
-def _engine(session: Session) -> Engine:
-    return session.get_bind().engine
+_cache = ConfigCache(
+    "pricing", (models.TaxSettings, models.TaxRate, models.ShippingRate), seconds=CONFIG_SECONDS
+)
 
 
 def forget_config(session: Session) -> None:
     """Drop this process's cached configuration for the session's database."""
-    _config.pop(_engine(session), None)
-
-
-def _cached(session: Session, key: tuple[str, str], load: Callable[[], T]) -> T:
-    if session.info.get(_TOUCHED):  # this transaction changed the configuration: read it
-        return load()
-    entries = _config.setdefault(_engine(session), {})
-    hit = entries.get(key)
-    now = time.monotonic()
-    if hit is not None and now - hit[0] < CONFIG_SECONDS:
-        value: T = hit[1]
-        return value
-    value = load()
-    if len(entries) > 1_000:
-        entries.clear()
-    entries[key] = (now, value)
-    return value
-
-
-def _written(_mapper: Any, connection: Any, target: Any) -> None:
-    """A row of the configuration was inserted, updated or deleted through the ORM."""
-    session = object_session(target)
-    if session is not None:
-        session.info[_TOUCHED] = True
-    _config.pop(connection.engine, None)
-
-
-for _model in _CONFIG_MODELS:
-    for _name in ("after_insert", "after_update", "after_delete"):
-        event.listen(_model, _name, _written)
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    if session.info.pop(_TOUCHED, False):
-        forget_config(session)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_TOUCHED, None)
+    _cache.forget(session)
 
 
 def cached_tax_config(session: Session) -> TaxConfig:
     """``tax_config``, from this process's cache when fresh."""
-    return _cached(session, ("tax", ""), lambda: tax_config(session))
+    return _cache.get(session, ("tax", ""), lambda: tax_config(session))
 
 
 def cached_shipping_rate(session: Session, rate_id: str) -> tuple[bool, str, ShippingRate] | None:
@@ -195,4 +146,4 @@ def cached_shipping_rate(session: Session, rate_id: str) -> tuple[bool, str, Shi
         row = session.get(models.ShippingRate, rate_id)
         return None if row is None else (row.active, row.currency, shipping_rate(row))
 
-    return _cached(session, ("shipping_rate", rate_id), load)
+    return _cache.get(session, ("shipping_rate", rate_id), load)
