@@ -15,6 +15,7 @@ from seamline.identity import privacy, profiles
 from seamline.kit.crypto import SecretBox
 from seamline.payments import setup as payment_setup
 from seamline.settings import Settings
+from seamline.staff.service import purge_ended_sessions
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Runtime:
             lease=timedelta(seconds=self.settings.worker_lease_seconds),
             webhooks=sender,
             stream=self.stream,
-            housekeeping=(purge_expired, self._prune_events),
+            housekeeping=(purge_expired, self._prune_events, purge_ended_sessions),
         )
 
     def _prune_events(self, db: Database) -> int:

@@ -363,3 +363,40 @@ def test_logout_revokes_the_session(db: Database) -> None:
         service.logout(session, "unknown-token")
     assert current(db, first) is None
     assert current(db, second) is not None
+
+
+def test_housekeeping_deletes_sessions_a_day_after_they_ended(
+    db: Database, clock: FrozenClock
+) -> None:
+    """Expired and revoked sessions are deleted a day after they ended; live ones stay, and
+    the runtime's worker runs the chore."""
+    from seamline.runtime import build_runtime
+    from seamline.settings import Settings
+
+    make_user(db)
+    make_user(db, email="bo@example.com")
+    signed_out = login(db)
+    assert signed_out.token
+    with db.transaction() as session:
+        service.logout(session, signed_out.token)
+    clock.advance(hours=9)  # the first session is revoked; this one will idle out at +17 h
+    idle = login(db, email="bo@example.com")
+    assert service.purge_ended_sessions(db) == 0  # revoked 9 hours ago: kept for now
+    clock.advance(hours=16)
+    live = login(db)
+    assert live.token
+    assert idle.token
+    assert service.purge_ended_sessions(db) == 1  # the revoked one, 25 hours on
+    clock.advance(hours=8, minutes=1)  # `idle` ended 16 h ago (8 h idle after its sign-in)
+    assert current(db, live.token) is None  # and `live` a minute ago
+    assert service.purge_ended_sessions(db) == 0
+    clock.advance(hours=24)
+    runtime = build_runtime(Settings(database_url=db.engine.url.render_as_string(False)))
+    try:
+        worker = runtime.worker()
+        assert service.purge_ended_sessions in worker.housekeeping
+        assert worker.keep_house() >= 2
+    finally:
+        runtime.close()
+    with db.transaction(readonly=True) as session:
+        assert session.scalars(select(StaffSession)).all() == []

@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
+from seamline.db.engine import Database
 from seamline.inventory.models import Location
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError, NotFound, Unprocessable
@@ -311,6 +312,24 @@ def session_user(session: Session, token: str) -> StaffLogin | None:
             now + SESSION_IDLE, staff_session.created_at + SESSION_ABSOLUTE
         )
     return StaffLogin(user, caller_for(user), staff_session.csrf_token, staff_session.id)
+
+
+# Ended sessions (expired or revoked) are kept this long, then deleted by the worker's
+# housekeeping: long enough to see recent sign-ins, short enough not to pile up.
+ENDED_SESSIONS_KEPT = timedelta(days=1)
+
+
+def purge_ended_sessions(db: Database) -> int:
+    """Delete sessions that ended (expired or revoked) more than ``ENDED_SESSIONS_KEPT`` ago;
+    a worker housekeeping chore. Returns how many were deleted."""
+    before = clock.now() - ENDED_SESSIONS_KEPT
+    with db.transaction() as session:
+        result = session.execute(
+            delete(StaffSession).where(
+                or_(StaffSession.expires_at < before, StaffSession.revoked_at < before)
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def logout(session: Session, token: str) -> None:
