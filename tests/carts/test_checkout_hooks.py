@@ -27,7 +27,7 @@ def test_checking_out_reopen_and_complete(
     first = new_cart(client, auth, shop, profile_id=profile)
     add(client, auth, first["id"], shop.variants["KB-16"], 1)
     with db.transaction() as session:
-        cart = service.get_cart_for_update(session, first["id"], if_match='"2"')
+        cart = service.lock_cart(session, first["id"], if_match='"2"')
         service.mark_checking_out(session, cart)
     assert get(client, auth, first["id"])["status"] == "checking_out"
     assert add(client, auth, first["id"], shop.variants["MAT-1"]).status_code == 409
@@ -46,7 +46,7 @@ def test_checking_out_reopen_and_complete(
     assert quantities(get(client, auth, second["id"])) == {"MAT-1": 1, "KB-16": 1}
     assert get(client, auth, first["id"])["status"] == "merged"
     with db.transaction() as session:
-        cart = service.get_cart_for_update(session, second["id"])
+        cart = service.lock_cart(session, second["id"])
         service.mark_checking_out(session, cart)
         service.mark_completed(session, cart, order_id="ord_1")
     done = get(client, auth, second["id"])
@@ -54,7 +54,7 @@ def test_checking_out_reopen_and_complete(
     types = [e.type for e in cart_events(db, second["id"])]
     assert types[-3:] == ["cart.merged", "cart.checkout_started", "cart.completed"]
     with pytest.raises(Conflict), db.transaction() as session:
-        service.get_cart_for_update(session, second["id"])
+        service.lock_cart(session, second["id"])
 
 
 def test_reopen_without_another_cart(
@@ -62,7 +62,7 @@ def test_reopen_without_another_cart(
 ) -> None:
     created = new_cart(client, pk, shop)
     with db.transaction() as session:
-        cart = service.get_cart_for_update(session, created["id"])
+        cart = service.lock_cart(session, created["id"])
         service.mark_checking_out(session, cart)
         assert service.reopen(session, cart).status == "open"
     assert get(client, pk, created["id"])["version"] == 3

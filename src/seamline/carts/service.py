@@ -10,7 +10,8 @@
 - Only open carts change (409 ``cart_not_open``); a merged cart names ``merged_into_id``.
 - Prices are never stored: readers call ``view.render``, which prices the cart anew.
 
-Checkout calls ``get_cart_for_update``, ``mark_checking_out``, ``reopen`` and
+Checkout locks the cart itself (with its lines, in one statement) and calls
+``require_open``, ``require_version``, ``mark_checking_out``, ``reopen`` and
 ``mark_completed`` (all take the Session first and never commit).
 """
 
@@ -110,11 +111,6 @@ def require_version(cart: Cart, if_match: str | None) -> None:
             headers={"ETag": etag(cart)},
             extra={"version": cart.version},
         )
-
-
-def get_cart_for_update(session: Session, cart_id: str, *, if_match: str | None = None) -> Cart:
-    """For checkout: the open cart, locked (``FOR UPDATE``) and checked against ``If-Match``."""
-    return lock_cart(session, cart_id, if_match=if_match)
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -397,7 +393,7 @@ def mark_checking_out(
     events: list[Pending] | None = None,
 ) -> Cart:
     """open → checking_out: the cart stops changing while checkout reserves and pays.
-    ``cart`` comes from ``get_cart_for_update``; ``events`` as for ``changed``."""
+    ``cart`` is locked by the caller; ``events`` as for ``changed``."""
     require_open(cart)
     cart.status = "checking_out"
     changed(session, cart, "cart.checkout_started", {}, key_id=key_id, events=events)

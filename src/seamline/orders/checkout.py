@@ -35,7 +35,7 @@ from seamline.carts.models import Cart, CartLine
 from seamline.db.engine import Database
 from seamline.db.lookup import get_or_404
 from seamline.events.outbox import Pending, emit_rows
-from seamline.inventory import reservations, reservations_many
+from seamline.inventory import availability, reservations, reservations_many
 from seamline.inventory.models import Location
 from seamline.inventory.schemas import ReservationCreate, ReservationLine
 from seamline.kit import clock
@@ -347,7 +347,7 @@ def _hold_stock(
             continue
         # The lean path: every line where routing sent it, in one statement; no savepoint —
         # if it fails, step 1 starts again without it (HoldFailed).
-        policy = routing.channel_policy(session, channel) if channel else None
+        policy = availability.channel_policy(session, channel) if channel else None
         fast = (
             reservations_many.reserve_many(
                 session,

@@ -70,18 +70,13 @@ def _origin(session: Session, address: dict[str, object] | None) -> tuple[float,
     return origin
 
 
-def channel_policy(session: Session, channel_id: str) -> availability.Policy:
-    """``availability.channel_policy`` (cached per process)."""
-    return availability.channel_policy(session, channel_id)
-
-
 def shipping_policy(session: Session, channel_id: str) -> tuple[availability.Policy, bool]:
     """The policy shipped lines follow, and whether it is the endless aisle.
 
     A store channel sells its own store's stock over the counter; what it ships to a customer's
     home (the endless aisle) may come from any location that ships, unless the channel has an
     explicit stock rule naming its sources."""
-    policy = channel_policy(session, channel_id)
+    policy = availability.channel_policy(session, channel_id)
     if not policy.restricted or policy.ruled:
         return policy, False
     shipping = [site.id for site in availability.active_sites(session) if site.ships]
