@@ -822,3 +822,74 @@ def test_external_sink_names_are_reserved() -> None:
         with pytest.raises(ValueError, match="reserved"):
             registry.on("test.outbox.*", name=reserved)(record)
     assert registry.consumer("stream:nats") is None
+
+
+# -- 3c. a consumer's batch form ------------------------------------------------------------------
+BATCHED = "test.outbox.batched"
+# ("many", keys) for a call of the batch form, ("one", key) for the per-event handler.
+BATCH_CALLS: list[tuple[str, Any]] = []
+
+
+def _batched_effect(session: Session, event: Event) -> None:
+    session.execute(
+        text(f"INSERT INTO {EFFECTS} (event_id, k) VALUES (:e, :k)"),
+        {"e": event.id, "k": "batched:" + str(event.payload["key"])},
+    )
+    if event.payload.get("poison"):
+        raise RuntimeError(f"poison {event.payload['key']}")
+
+
+@registry.on("test.batch.*", name=BATCHED)
+def batched_one(session: Session, event: Event) -> None:
+    BATCH_CALLS.append(("one", event.payload["key"]))
+    _batched_effect(session, event)
+
+
+@registry.on_many(BATCHED)
+def batched_many(session: Session, events: list[Event]) -> None:
+    BATCH_CALLS.append(("many", [e.payload["key"] for e in events]))
+    for event in events:
+        _batched_effect(session, event)
+
+
+def batched_effects(db: Database) -> list[str]:
+    return [k for k in effect_order(db) if k.startswith("batched:")]
+
+
+def test_a_batch_form_takes_all_its_events_in_one_call(db: Database, runtime: Runtime) -> None:
+    BATCH_CALLS.clear()
+    ids = [put(db, f"M{i}", aggregate=f"m{i % 2}", kind="test.batch.x") for i in range(5)]
+    sent = statements_of(db, runtime.worker().run_once)
+    assert BATCH_CALLS == [("many", ["M0", "M1", "M2", "M3", "M4"])]
+    assert batched_effects(db) == [f"batched:M{i}" for i in range(5)]
+    assert all(delivery(db, e, BATCHED).status == "done" for e in ids)
+    assert sum(s.startswith("SAVEPOINT") for s in sent) == 1, "the batch form shares the savepoint"
+
+
+def test_a_failing_batch_form_falls_back_to_one_event_at_a_time(
+    db: Database, runtime: Runtime, clock: FrozenClock
+) -> None:
+    BATCH_CALLS.clear()
+    good = [put(db, "P0", aggregate="p0", kind="test.batch.x")]
+    bad = put(db, "P1", aggregate="p1", kind="test.batch.x", poison=True)
+    behind = put(db, "P1b", aggregate="p1", kind="test.batch.x")  # waits for P1 (its queue)
+    good.append(put(db, "P2", aggregate="p2", kind="test.batch.x"))
+    worker = runtime.worker()
+
+    worker.run_once()
+    assert BATCH_CALLS == [
+        ("many", ["P0", "P1", "P1b", "P2"]),
+        ("one", "P0"),
+        ("one", "P1"),
+        ("one", "P0"),  # replayed: its first run went with the failed savepoint
+        ("one", "P2"),
+    ]
+    assert sorted(batched_effects(db)) == ["batched:P0", "batched:P2"], "each effect once"
+    assert all(delivery(db, e, BATCHED).status == "done" for e in good)
+    assert (delivery(db, bad, BATCHED).status, delivery(db, bad, BATCHED).attempts) == (
+        "pending",
+        1,
+    )
+    assert delivery(db, behind, BATCHED).attempts == 0, "P1b overtook the failed P1"
+    with pytest.raises(ValueError, match="before its batch form"):
+        registry.on_many("test.outbox.nobody")(batched_many)

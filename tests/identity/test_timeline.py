@@ -12,11 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from seamline.db.engine import Database
-from seamline.events.models import Delivery
+from seamline.events.models import Delivery, OutboxEvent
 from seamline.events.outbox import emit
 from seamline.events.registry import Event
+from seamline.events.worker import to_event
 from seamline.identity import handlers, timeline
-from seamline.identity.customer_models import ChannelActivity, TimelineEntry
+from seamline.identity.customer_models import ChannelActivity, ProfileMetric, TimelineEntry
 from seamline.runtime import Runtime
 from tests.identity.conftest import identifier
 
@@ -277,3 +278,156 @@ def test_unknown_profile_timeline(client: TestClient, auth: dict[str, str]) -> N
     response = client.get("/api/v1/profiles/prf_nope/timeline", headers=auth)
     assert response.status_code == 404
     assert response.json()["code"] == "profile_not_found"
+
+
+# -- the batch form (several events in one call) leaves what one by one leaves -----------------
+
+
+def _scenario(first: str, second: str, tag: str) -> list[tuple[str, dict[str, Any]]]:
+    """Domain events about two profiles: orders, a refund, activity on several channels (one
+    earlier than the rest), an event naming both, a message (not activity), an unknown
+    profile."""
+    return [
+        (
+            "cart.created",
+            {"profile_id": first, "cart_id": f"{tag}c", "channel": "web", "occurred_at": at(3)},
+        ),
+        (
+            "order.placed",
+            {
+                "profile_id": first,
+                "order_id": f"{tag}o1",
+                "total_minor": 1250,
+                "currency": "EUR",
+                "channel": "pos",
+                "occurred_at": at(5),
+            },
+        ),
+        (
+            "order.placed",
+            {
+                "profile_id": first,
+                "order_id": f"{tag}o2",
+                "total_minor": 990,
+                "currency": "EUR",
+                "channel": "web",
+                "occurred_at": at(9),
+            },
+        ),
+        (
+            "order.refunded",
+            {
+                "profile_id": first,
+                "order_id": f"{tag}o1",
+                "amount_minor": 250,
+                "currency": "EUR",
+                "channel": "pos",
+                "occurred_at": at(11),
+            },
+        ),
+        (
+            "cart.merged",
+            {
+                "profile_id": second,
+                "profile_ids": [first],
+                "cart_id": f"{tag}m",
+                "channel": "app",
+                "occurred_at": at(12),
+            },
+        ),
+        (
+            "order.placed",
+            {
+                "profile_id": second,
+                "order_id": f"{tag}o3",
+                "total_minor": 500,
+                "currency": "USD",
+                "channel": "web",
+                "occurred_at": at(1),
+            },
+        ),
+        ("message.sent", {"profile_id": second, "channel": "sms", "occurred_at": at(13)}),
+        (
+            "order.placed",
+            {
+                "profile_id": "prf_nobody",
+                "order_id": f"{tag}o4",
+                "total_minor": 1,
+                "currency": "EUR",
+            },
+        ),
+    ]
+
+
+def _derived(db: Database, roles: dict[str, str], tag: str) -> dict[str, Any]:
+    """Everything the timeline handler wrote for ``roles`` (profile id → role), by role."""
+    with db.transaction(readonly=True) as session:
+        tl = sorted(
+            (roles[e.profile_id], e.type, e.summary.replace(tag, "*"), e.channel, e.occurred_at)
+            for e in session.scalars(
+                select(TimelineEntry).where(TimelineEntry.profile_id.in_(roles))
+            )
+        )
+        activity = sorted(
+            (roles[a.profile_id], a.channel, a.first_seen, a.last_seen, a.events_count)
+            for a in session.scalars(
+                select(ChannelActivity).where(ChannelActivity.profile_id.in_(roles))
+            )
+        )
+        spent = sorted(
+            (
+                roles[m.profile_id],
+                m.currency,
+                m.orders_count,
+                m.total_spent_minor,
+                m.refunded_minor,
+                m.first_purchase_at,
+                m.last_purchase_at,
+            )
+            for m in session.scalars(
+                select(ProfileMetric).where(ProfileMetric.profile_id.in_(roles))
+            )
+        )
+    return {"timeline": tl, "activity": activity, "metrics": spent}
+
+
+def test_the_batch_form_leaves_what_one_event_at_a_time_leaves(db: Database, send: Send) -> None:
+    ids = {}
+    for user in ("ba1", "ba2", "bb1", "bb2"):
+        send("identify", {"userId": user, "timestamp": at(0)})
+        ids[user] = identifier(db, "user_id", user).profile_id
+    stored: dict[str, list[Event]] = {}
+    for tag, (first, second) in {"A": ("ba1", "ba2"), "B": ("bb1", "bb2")}.items():
+        seqs = [
+            emit_event(db, kind, payload, f"{tag}agg")
+            for kind, payload in _scenario(ids[first], ids[second], tag)
+        ]
+        with db.transaction(readonly=True) as session:
+            rows = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.id.in_(seqs)).order_by(OutboxEvent.seq)
+            )
+            stored[tag] = [to_event(row) for row in rows]
+    # The order.placed of o2 was delivered once already (a redelivery must add nothing).
+    for tag in ("A", "B"):
+        with db.transaction() as session:
+            handlers.domain_event(session, stored[tag][2])
+    with db.transaction() as session:
+        handlers.domain_events(session, stored["A"])
+    for event in stored["B"]:
+        with db.transaction() as session:
+            handlers.domain_event(session, event)
+    batch = _derived(db, {ids["ba1"]: "first", ids["ba2"]: "second"}, "A")
+    one_by_one = _derived(db, {ids["bb1"]: "first", ids["bb2"]: "second"}, "B")
+    assert batch == one_by_one
+    assert [row[1:] for row in batch["activity"]] == [
+        ("app", T0 + timedelta(minutes=12), T0 + timedelta(minutes=12), 1),
+        ("pos", T0 + timedelta(minutes=5), T0 + timedelta(minutes=11), 2),
+        ("web", T0 + timedelta(minutes=3), T0 + timedelta(minutes=9), 2),
+        ("app", T0 + timedelta(minutes=12), T0 + timedelta(minutes=12), 1),
+        ("web", T0 + timedelta(minutes=1), T0 + timedelta(minutes=1), 1),
+    ]
+    assert [row[:5] for row in batch["metrics"]] == [
+        ("first", "EUR", 2, 2240, 250),
+        ("second", "USD", 1, 500, 0),
+    ]
+    assert len(batch["timeline"]) == 8  # 5 on the first, 3 on the second (the merge on both)

@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 import typer
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 from seamline.cli.main import app as cli_app
 from seamline.db.engine import Database
 from seamline.events import service
-from seamline.events.handlers import fan_out_to_webhooks
+from seamline.events.handlers import fan_out_many, fan_out_to_webhooks
 from seamline.events.models import OutboxEvent, WebhookAttempt
+from seamline.events.outbox import emit
+from seamline.events.registry import Event
 from seamline.events.retry import WEBHOOK_SCHEDULE
 from seamline.events.signing import verify
 from seamline.events.worker import Worker, to_event
@@ -256,6 +259,46 @@ def test_fan_out_is_idempotent(
             row = session.scalars(select(OutboxEvent)).one()
             fan_out_to_webhooks(session, to_event(row))
     assert deliveries_of(db, endpoint["id"]) == [("pending", 0)]
+
+
+def test_fan_out_of_a_batch_queues_what_each_endpoint_subscribed_to(
+    client: TestClient, auth: dict[str, str], db: Database, receiver: Receiver
+) -> None:
+    """The batch form: several events, two endpoints with different subscriptions; a replay
+    of the batch queues nothing twice."""
+    channels = create_endpoint(client, auth, receiver.url(), ["channel.*"])
+    everything = create_endpoint(client, auth, receiver.url(), ["*"])
+    for handle in ("web", "app"):
+        create_channel(client, auth, handle)
+    with db.transaction() as session:
+        emit(session, "order.placed", aggregate_type="order", aggregate_id="ord_1", payload={})
+    with db.transaction(readonly=True) as session:
+        emitted = [
+            to_event(r) for r in session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))
+        ]
+    assert [e.type for e in emitted] == ["channel.created", "channel.created", "order.placed"]
+    for _ in range(2):
+        with db.transaction() as session:
+            fan_out_many(session, emitted)
+    assert deliveries_of(db, channels["id"]) == [("pending", 0)] * 2
+    assert deliveries_of(db, everything["id"]) == [("pending", 0)] * 3
+
+
+def test_fan_out_reads_one_table_when_nobody_subscribed(db: Database) -> None:
+    sent: list[str] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event = Event("evt_x", 1, "channel.created", "channel", "ch_1", {}, datetime.now(UTC))
+    sa_event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        with db.transaction() as session:
+            fan_out_many(session, [event] * 3)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", listener)
+    assert [s for s in sent if "webhook_endpoints" in s], "the endpoints are read"
+    assert len([s for s in sent if "webhook_endpoints" in s or "event_deliveries" in s]) == 1
 
 
 # -- 7. the CLI --------------------------------------------------------------------------------

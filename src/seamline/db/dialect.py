@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,10 @@ def insert_ignoring_conflict(
     ``where`` names the predicate of a partial unique index.
     """
     dialect = session.get_bind().dialect.name
+    if where is None:
+        stmt = _ignoring_conflict(dialect, model.__table__, tuple(values), tuple(on))
+        # RETURNING yields a row only when the insert happened (rowcount is unreliable here).
+        return session.execute(stmt, values).first() is not None
     module: Any = postgresql if dialect == "postgresql" else sqlite
     table = model.__table__
     stmt = (
@@ -32,8 +37,22 @@ def insert_ignoring_conflict(
         .on_conflict_do_nothing(index_elements=list(on), index_where=where)
         .returning(*table.primary_key.columns)
     )
-    # RETURNING yields a row only when the insert happened (rowcount is unreliable here).
     return session.execute(stmt).first() is not None
+
+
+@lru_cache(maxsize=256)
+def _ignoring_conflict(
+    dialect: str, table: Any, names: tuple[str, ...], on: tuple[str, ...]
+) -> Any:
+    """The statement of ``insert_ignoring_conflict`` for these columns, built once: building
+    an ``INSERT … ON CONFLICT`` costs more Python than running it."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return (
+        module.insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in names})
+        .on_conflict_do_nothing(index_elements=list(on))
+        .returning(*table.primary_key.columns)
+    )
 
 
 def lock_for_transaction(session: Session, key: str) -> None:

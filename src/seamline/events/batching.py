@@ -9,6 +9,12 @@ blind bisection: the failing handler runs once per attempt, a good one at most t
 its last run's effects commit. Later deliveries of a failed delivery's queue are dropped from
 the batch (they wait for it, so each consumer keeps an aggregate's order).
 
+A consumer with a batch form (``registry.on_many``) takes all of its events of the batch in one
+call, in that same savepoint, where its first event would have run. If that call raises, the
+savepoint is rolled back as above and the consumer's events take its place one by one through
+its per-event handler, so the failing event is found and set aside as for any other (the
+handlers that had succeeded then run a third time at most).
+
 Each handler's pending ORM changes are flushed right after it returns, so an error at flush
 time is charged to the handler that caused it, not to the next one; on PostgreSQL a handler
 that swallowed a database error and left the transaction aborted fails too.
@@ -25,7 +31,7 @@ import structlog
 from psycopg.pq import TransactionStatus
 from sqlalchemy.orm import Session
 
-from seamline.events.registry import Event, EventHandler
+from seamline.events.registry import Event, EventHandler, EventsHandler
 
 log = structlog.get_logger("seamline.worker")
 
@@ -40,6 +46,7 @@ class HandlerItem:
     attempts: int  # counting this attempt
     handler: EventHandler
     event: Event
+    many: EventsHandler | None = None
 
 
 @dataclass
@@ -48,59 +55,106 @@ class Outcomes:
     failed: list[tuple[HandlerItem, str]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Unit:
+    """What runs as one call: one delivery, or a batch-form consumer's deliveries."""
+
+    items: list[HandlerItem]
+    batch: bool = False
+
+
 def run_handlers(session: Session, items: list[HandlerItem]) -> Outcomes:
     """Run ``items`` (in event order) in as few savepoints as their failures allow."""
     outcomes = Outcomes()
-    if items:
-        _run(session, items, _Probe(session), set(), outcomes)
+    if not items:
+        return outcomes
+    units: list[_Unit] = []
+    batches: dict[str, _Unit] = {}
+    for item in items:
+        if item.many is None:
+            units.append(_Unit([item]))
+        elif item.consumer in batches:
+            batches[item.consumer].items.append(item)
+        else:
+            batches[item.consumer] = _Unit([item], batch=True)
+            units.append(batches[item.consumer])
+    _run(session, units, _Probe(session), set(), outcomes)
     return outcomes
 
 
 def _run(
     session: Session,
-    todo: list[HandlerItem],
+    todo: list[_Unit],
     probe: _Probe,
     stalled: set[tuple[str, str]],
     outcomes: Outcomes,
 ) -> None:
     while todo:
         savepoint = session.begin_nested()
-        ran: list[HandlerItem] = []
+        ran: list[_Unit] = []
         failure: tuple[int, str] | None = None
-        for index, item in enumerate(todo):
-            error = _call(session, item, probe)
+        for index, unit in enumerate(todo):
+            error = _call(session, unit, probe)
             if error is not None:
                 failure = (index, error)
                 break
-            ran.append(item)
+            ran.append(unit)
         if failure is None:
             savepoint.commit()
-            outcomes.done.extend(ran)
+            outcomes.done.extend(item for unit in ran for item in unit.items)
             return
         savepoint.rollback()
         index, error = failure
         failed = todo[index]
-        outcomes.failed.append((failed, error))
-        stalled.add(failed.queue)
+        if failed.batch:
+            # Which of its events fails? Run them one by one in its place.
+            todo = [*ran, *(_Unit([item]) for item in failed.items), *todo[index + 1 :]]
+            continue
+        item = failed.items[0]
+        outcomes.failed.append((item, error))
+        stalled.add(item.queue)
         if ran:
             # They succeeded once; their effects went with the savepoint, so they run again.
             _run(session, ran, probe, stalled, outcomes)
-        todo = [item for item in todo[index + 1 :] if item.queue not in stalled]
+        todo = _without(todo[index + 1 :], stalled)
 
 
-def _call(session: Session, item: HandlerItem, probe: _Probe) -> str | None:
-    """Run one handler; returns its error, or ``None`` when it succeeded."""
+def _without(units: list[_Unit], stalled: set[tuple[str, str]]) -> list[_Unit]:
+    """``units`` without the deliveries that wait behind a failed one of their queue."""
+    kept: list[_Unit] = []
+    for unit in units:
+        items = [item for item in unit.items if item.queue not in stalled]
+        if items:
+            kept.append(_Unit(items, unit.batch))
+    return kept
+
+
+def _call(session: Session, unit: _Unit, probe: _Probe) -> str | None:
+    """Run one unit; returns its error, or ``None`` when it succeeded."""
     # Each run gets its own copy of the payload: a handler that changes it (a dict is mutable
     # even in a frozen Event) must not change what the next consumer, or its own replay, sees.
-    private = dataclasses.replace(item.event, payload=_copy(item.event.payload))
+    first = unit.items[0]
     try:
-        item.handler(session, private)
+        if unit.batch:
+            assert first.many is not None
+            first.many(
+                session,
+                [dataclasses.replace(i.event, payload=_copy(i.event.payload)) for i in unit.items],
+            )
+        else:
+            first.handler(
+                session, dataclasses.replace(first.event, payload=_copy(first.event.payload))
+            )
         session.flush()
         if probe.aborted():
             raise RuntimeError("the handler left the transaction aborted (a swallowed error)")
     except Exception as exc:
         log.warning(
-            "handler_failed", consumer=item.consumer, event_id=item.event.id, error=repr(exc)
+            "handler_failed",
+            consumer=first.consumer,
+            event_id=first.event.id,
+            events=len(unit.items),
+            error=repr(exc),
         )
         return repr(exc)
     return None

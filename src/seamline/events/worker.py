@@ -369,7 +369,13 @@ class Worker:
                 queue = (row.consumer, row.aggregate_key)
                 handlers.append(
                     HandlerItem(
-                        row.id, row.consumer, queue, row.attempts + 1, consumer.handler, event
+                        row.id,
+                        row.consumer,
+                        queue,
+                        row.attempts + 1,
+                        consumer.handler,
+                        event,
+                        consumer.many,
                     )
                 )
             if leased:

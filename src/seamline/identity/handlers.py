@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from seamline.events.registry import Event, on
+from seamline.events.registry import Event, on, on_many
 
 # ingest_queue registers the worker's round job that drains the queued-ingestion inbox.
 from seamline.identity import ingest_queue, metrics, timeline  # noqa: F401
@@ -51,6 +51,7 @@ ORDER_PLACED, ORDER_REFUNDED = "order.placed", "order.refunded"
 # Segment e-commerce spec v2 names, and the v1 names some clients still send.
 ORDER_COMPLETED_CALLS = frozenset({"Order Completed", "Completed Order"})
 ORDER_REFUNDED_CALLS = frozenset({"Order Refunded", "Refunded Order"})
+ORDER_CALLS = ORDER_COMPLETED_CALLS | ORDER_REFUNDED_CALLS
 CHANNEL_MAX = 40
 ID_MAX = 40
 
@@ -78,20 +79,40 @@ def _minor(value: object) -> int | None:
 # -- tracked calls ---------------------------------------------------------------------------
 
 
-@on(EVENT_TRACKED, name="identity.tracked")
+TRACKED = "identity.tracked"
+
+
+@on(EVENT_TRACKED, name=TRACKED)
 def tracked_call(session: Session, event: Event) -> None:
     """Channel activity for every call; orders and refunds from Segment e-commerce calls."""
+    tracked_calls(session, [event])
+
+
+@on_many(TRACKED)
+def tracked_calls(session: Session, events: list[Event]) -> None:
+    """``tracked_call`` for several events: their channel counts in one upsert, the rare
+    order and refund calls one by one, in event order."""
+    touched: list[tuple[str, str, datetime]] = []
+    for event in events:
+        payload = event.payload
+        profile_id = payload.get("profile_id")
+        at = _time(payload.get("timestamp"))
+        if not isinstance(profile_id, str) or at is None:
+            continue
+        channel = _channel(payload.get("channel"))
+        if channel is not None:
+            touched.append((profile_id, channel, at))
+        name = payload.get("name")
+        if payload.get("type") == "track" and name in ORDER_CALLS:
+            _tracked_commerce(session, event, profile_id, at, channel)
+    metrics.touch_channels(session, touched)
+
+
+def _tracked_commerce(
+    session: Session, event: Event, profile_id: str, at: datetime, channel: str | None
+) -> None:
     payload = event.payload
-    profile_id = payload.get("profile_id")
-    at = _time(payload.get("timestamp"))
-    if not isinstance(profile_id, str) or at is None:
-        return
-    channel = _channel(payload.get("channel"))
-    if channel is not None:
-        metrics.touch_channel(session, profile_id, channel, at)
     name = payload.get("name")
-    if payload.get("type") != "track" or name not in ORDER_COMPLETED_CALLS | ORDER_REFUNDED_CALLS:
-        return
     properties = session.scalar(
         select(TrackedEvent.properties).where(
             TrackedEvent.profile_id == profile_id, TrackedEvent.id == payload.get("event_id")
@@ -168,16 +189,29 @@ def _profiles_named(payload: dict[str, Any]) -> list[str]:
     return named
 
 
-@on(*TIMELINE_TYPES, name="identity.timeline")
+TIMELINE = "identity.timeline"
+
+
+@on(*TIMELINE_TYPES, name=TIMELINE)
 def domain_event(session: Session, event: Event) -> None:
     """Put a domain event on the timeline of each profile it names (``profile_id``, and any
     ``profile_ids``); count its channel; count orders and refunds of the first profile."""
-    payload = event.payload
-    named = _profiles_named(payload)
-    if not named:
+    domain_events(session, [event])
+
+
+@on_many(TIMELINE)
+def domain_events(session: Session, events: list[Event]) -> None:
+    """``domain_event`` for several events: the profiles, erasures and timeline rows of all
+    of them in one statement each, their channel counts in one upsert; orders and refunds
+    one by one, in event order."""
+    named = {event.seq: _profiles_named(event.payload) for event in events}
+    everyone = {profile_id for ids in named.values() for profile_id in ids}
+    if not everyone:
         return
     cluster_of = dict(
-        session.execute(select(Profile.id, Profile.cluster_id).where(Profile.id.in_(named))).all()
+        session.execute(
+            select(Profile.id, Profile.cluster_id).where(Profile.id.in_(sorted(everyone)))
+        ).all()
     )
     # An erased person's late domain events (delivered after the erasure) record nothing.
     erased = set(
@@ -185,36 +219,49 @@ def domain_event(session: Session, event: Event) -> None:
             select(PrivacyRequest.cluster_id).where(
                 PrivacyRequest.kind == "erase",
                 PrivacyRequest.status == "completed",
-                PrivacyRequest.cluster_id.in_(set(cluster_of.values())),
+                PrivacyRequest.cluster_id.in_(sorted(set(cluster_of.values()))),
             )
         )
     )
-    at = _time(payload.get("occurred_at")) or event.created_at
-    channel = _channel(payload.get("channel"))
-    for profile_id in named:
-        if profile_id not in cluster_of:
-            log.info("timeline_profile_unknown", event_id=event.id, profile_id=profile_id)
-            continue
-        if cluster_of[profile_id] in erased:
-            log.info("timeline_profile_erased", event_id=event.id, profile_id=profile_id)
-            continue
-        new = timeline.record_entry(
-            session,
-            profile_id=profile_id,
-            event_id=event.id,
-            event_type=event.type,
-            occurred_at=at,
-            channel=channel,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=event.aggregate_id,
-            data=payload,
-        )
-        if not new:
+    entries: list[dict[str, Any]] = []
+    for event in events:
+        payload = event.payload
+        at = _time(payload.get("occurred_at")) or event.created_at
+        channel = _channel(payload.get("channel"))
+        for profile_id in named[event.seq]:
+            if profile_id not in cluster_of:
+                log.info("timeline_profile_unknown", event_id=event.id, profile_id=profile_id)
+                continue
+            if cluster_of[profile_id] in erased:
+                log.info("timeline_profile_erased", event_id=event.id, profile_id=profile_id)
+                continue
+            entries.append(
+                {
+                    "profile_id": profile_id,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "occurred_at": at,
+                    "channel": channel,
+                    "aggregate_type": event.aggregate_type,
+                    "aggregate_id": event.aggregate_id,
+                    "data": payload,
+                    "event": event,
+                    "first": profile_id == named[event.seq][0],
+                }
+            )
+    if not entries:
+        return
+    new = timeline.record_entries(session, entries)
+    touched: list[tuple[str, str, datetime]] = []
+    for entry in entries:
+        event, profile_id, channel = entry["event"], entry["profile_id"], entry["channel"]
+        if (event.id, profile_id) not in new:
             continue  # delivered before: everything below happened then
         if channel is not None and event.type.startswith(ACTIVITY_PREFIXES):
-            metrics.touch_channel(session, profile_id, channel, at)
-        if profile_id == named[0]:
-            _domain_order(session, event, profile_id, at, channel)
+            touched.append((profile_id, channel, entry["occurred_at"]))
+        if entry["first"]:
+            _domain_order(session, event, profile_id, entry["occurred_at"], channel)
+    metrics.touch_channels(session, touched)
 
 
 def _domain_order(

@@ -21,6 +21,7 @@ from babel.numbers import get_currency_precision, list_currencies
 from sqlalchemy import (
     BigInteger,
     Integer,
+    String,
     bindparam,
     case,
     delete,
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.rowset import insert_rows
 from seamline.identity.customer_models import ChannelActivity, CustomerOrder, ProfileMetric
 
 log = structlog.get_logger("seamline.identity.metrics")
@@ -109,37 +111,77 @@ def _latest(column: Any, new: Any) -> Any:
 
 def touch_channel(session: Session, profile_id: str, channel: str, seen_at: datetime) -> None:
     """Count one event of the profile on ``channel`` and widen its first/last seen."""
+    touch_channels(session, [(profile_id, channel, seen_at)])
+
+
+def touch_channels(session: Session, seen: Sequence[tuple[str, str, datetime]]) -> None:
+    """``touch_channel`` for several (profile, channel, time) at once: one upsert per
+    ``TOUCH_CHUNK`` distinct (profile, channel), each adding its count and widening its first
+    and last seen — what touching them one by one leaves."""
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for profile_id, channel, at in seen:
+        found = merged.get((profile_id, channel))
+        if found is None:
+            merged[(profile_id, channel)] = [at, at, 1]
+        else:
+            found[0], found[1], found[2] = min(found[0], at), max(found[1], at), found[2] + 1
+    rows = [
+        {
+            "profile_id": profile_id,
+            "channel": channel,
+            "first_seen": first,
+            "last_seen": last,
+            "events_count": count,
+        }
+        # Sorted: concurrent workers upserting the same rows take their locks in one order.
+        for (profile_id, channel), (first, last, count) in sorted(merged.items())
+    ]
     table = ChannelActivity.__table__
-    stmt = _insert(session, ChannelActivity).values(
-        profile_id=profile_id,
-        channel=channel,
-        first_seen=seen_at,
-        last_seen=seen_at,
-        events_count=1,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["profile_id", "channel"],
-        set_={
-            "first_seen": _earliest(table.c.first_seen, stmt.excluded.first_seen),
-            "last_seen": _latest(table.c.last_seen, stmt.excluded.last_seen),
-            "events_count": table.c.events_count + 1,
-        },
-    )
-    session.execute(stmt)
+    for start in range(0, len(rows), TOUCH_CHUNK):
+        stmt = insert_rows(session, ChannelActivity, rows[start : start + TOUCH_CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["profile_id", "channel"],
+            set_={
+                "first_seen": _earliest(table.c.first_seen, stmt.excluded.first_seen),
+                "last_seen": _latest(table.c.last_seen, stmt.excluded.last_seen),
+                "events_count": table.c.events_count + stmt.excluded.events_count,
+            },
+        )
+        session.execute(stmt)
+
+
+# (profile, channel) rows per upsert statement (5 parameters each).
+TOUCH_CHUNK = 500
 
 
 def _add_order(session: Session, row: dict[str, Any]) -> None:
-    table = ProfileMetric.__table__
-    stmt = _insert(session, ProfileMetric).values(
-        profile_id=row["profile_id"],
-        currency=row["currency"],
-        orders_count=1,
-        total_spent_minor=row["total_minor"],
-        refunded_minor=row["refunded_minor"],
-        first_purchase_at=row["placed_at"],
-        last_purchase_at=row["placed_at"],
+    session.execute(
+        _add_order_statement(session.get_bind().dialect.name),
+        {
+            "profile_id": row["profile_id"],
+            "currency": row["currency"],
+            "total_minor": row["total_minor"],
+            "refunded_minor": row["refunded_minor"],
+            "placed_at": row["placed_at"],
+        },
     )
-    stmt = stmt.on_conflict_do_update(
+
+
+@cache
+def _add_order_statement(dialect: str) -> Any:
+    """The upsert that counts an order in its profile's metrics, built once per dialect."""
+    table = ProfileMetric.__table__
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(
+        profile_id=bindparam("profile_id", type_=String),
+        currency=bindparam("currency", type_=String),
+        orders_count=1,
+        total_spent_minor=bindparam("total_minor", type_=BigInteger),
+        refunded_minor=bindparam("refunded_minor", type_=BigInteger),
+        first_purchase_at=bindparam("placed_at", type_=table.c.first_purchase_at.type),
+        last_purchase_at=bindparam("placed_at", type_=table.c.last_purchase_at.type),
+    )
+    return stmt.on_conflict_do_update(
         index_elements=["profile_id", "currency"],
         set_={
             "orders_count": table.c.orders_count + 1,
@@ -151,7 +193,6 @@ def _add_order(session: Session, row: dict[str, Any]) -> None:
             "last_purchase_at": _latest(table.c.last_purchase_at, stmt.excluded.last_purchase_at),
         },
     )
-    session.execute(stmt)
 
 
 def _remove_order(session: Session, row: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import Integer, Select, and_, bindparam, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from seamline.db.dialect import insert_ignoring_conflict
+from seamline.db.rowset import insert_rows
 from seamline.identity.customer_models import TimelineEntry
 from seamline.identity.models import TrackedEvent
 from seamline.kit.errors import BadRequest
@@ -253,36 +253,41 @@ def page(
 # -- writing ------------------------------------------------------------------------------------
 
 
-def record_entry(
-    session: Session,
-    *,
-    profile_id: str,
-    event_id: str,
-    event_type: str,
-    occurred_at: datetime,
-    channel: str | None,
-    aggregate_type: str,
-    aggregate_id: str,
-    data: dict[str, Any],
-) -> bool:
-    """Put a domain event on a profile's timeline once; returns whether it was new."""
-    return insert_ignoring_conflict(
-        session,
-        TimelineEntry,
+def record_entries(session: Session, entries: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Put domain events on profiles' timelines, each (event, profile) once — the unique
+    index decides, so a redelivery records nothing. ``entries``: ``profile_id``,
+    ``event_id``, ``event_type``, ``occurred_at``, ``channel``, ``aggregate_type``,
+    ``aggregate_id``, ``data``. Returns the (event id, profile id) of the entries that were
+    new. One insert per ``ENTRY_CHUNK`` entries."""
+    new: set[tuple[str, str]] = set()
+    rows = [
         {
-            "profile_id": profile_id,
+            "profile_id": e["profile_id"],
             "id": new_id("tle"),
-            "event_id": event_id,
-            "type": event_type[:80],
-            "occurred_at": occurred_at,
-            "channel": channel,
-            "aggregate_type": aggregate_type[:40],
-            "aggregate_id": aggregate_id[:80],
-            "summary": summarize(event_type, data),
-            "data": data,
-        },
-        on=("event_id", "profile_id"),
-    )
+            "event_id": e["event_id"],
+            "type": e["event_type"][:80],
+            "occurred_at": e["occurred_at"],
+            "channel": e["channel"],
+            "aggregate_type": e["aggregate_type"][:40],
+            "aggregate_id": e["aggregate_id"][:80],
+            "summary": summarize(e["event_type"], e["data"]),
+            "data": e["data"],
+        }
+        for e in entries
+    ]
+    table = TimelineEntry.__table__
+    for start in range(0, len(rows), ENTRY_CHUNK):
+        stmt = (
+            insert_rows(session, TimelineEntry, rows[start : start + ENTRY_CHUNK])
+            .on_conflict_do_nothing(index_elements=["event_id", "profile_id"])
+            .returning(table.c.event_id, table.c.profile_id)
+        )
+        new.update((event_id, profile_id) for event_id, profile_id in session.execute(stmt))
+    return new
+
+
+# Timeline rows per insert statement (10 parameters each).
+ENTRY_CHUNK = 200
 
 
 # -- summaries: one short line a person reads in the console ------------------------------------

@@ -116,6 +116,7 @@ class StockStreamHub:
         self._subs: set[Mailbox] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._joined = threading.Event()  # a first subscriber arrived
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cursor: int | None = None  # the highest seq read
@@ -134,6 +135,7 @@ class StockStreamHub:
             return
         self._stop.set()
         self._wake.set()
+        self._joined.set()
         self._thread.join(timeout=5)
         self._thread = None
         event.remove(self.db.sessions, "after_commit", self._on_commit)
@@ -155,6 +157,7 @@ class StockStreamHub:
         """``sub`` gets every matching change the hub reads from now on."""
         with self._lock:
             self._subs.add(sub)
+        self._joined.set()
 
     def unsubscribe(self, sub: Mailbox) -> None:
         with self._lock:
@@ -184,8 +187,12 @@ class StockStreamHub:
                 self._stop.wait(1.0)
                 continue
             if not more:
-                self._wake.wait(self.poll_seconds)
+                # Nobody listening: commits do not wake the hub (a busy till would have it read
+                # after each one for no one); it keeps its cursor every ``poll_seconds``, and a
+                # new subscriber wakes it at once.
+                (self._wake if self.subscribers else self._joined).wait(self.poll_seconds)
                 self._wake.clear()
+                self._joined.clear()
         log.info("stock_stream_stopped")
 
     def _poll(self) -> bool:
