@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from seamline.cli.main import app as cli_app
 from seamline.db.engine import Database
-from seamline.events import registry, retry
+from seamline.events import claiming, registry, retry
 from seamline.events.models import Delivery, OutboxEvent
 from seamline.events.outbox import STREAM_CONSUMER, Pending, emit, emit_many, emit_rows
 from seamline.events.registry import Event, Leased, Outcome
@@ -893,3 +893,46 @@ def test_a_failing_batch_form_falls_back_to_one_event_at_a_time(
     assert delivery(db, behind, BATCHED).attempts == 0, "P1b overtook the failed P1"
     with pytest.raises(ValueError, match="before its batch form"):
         registry.on_many("test.outbox.nobody")(batched_many)
+
+
+@pytest.mark.postgres_only
+def test_claims_read_the_pending_index_with_plain_index_scans(
+    db: Database, runtime: Runtime
+) -> None:
+    """A bitmap scan would read every dead entry the done deliveries left in the pending
+    index (and its table row), on every claim; the claim turns bitmap scans off, and back on,
+    in its own transaction."""
+    with db.engine.begin() as conn:  # 40,000 deliveries done (no vacuum since), one pending
+        conn.execute(
+            text(
+                "INSERT INTO outbox_events (id, type, aggregate_type, aggregate_id, payload,"
+                " created_at) SELECT 'evt_bulk' || g, 'test.bulk', 'test', 'b' || g, '{}', now()"
+                " FROM generate_series(1, 20000) g"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO event_deliveries (event_seq, consumer, aggregate_key, status,"
+                " attempts, next_attempt_at, created_at) SELECT seq, c, 'test:' || aggregate_id,"
+                " 'pending', 0, now(), now() FROM outbox_events, unnest(ARRAY['x', 'y']) c"
+            )
+        )
+    with db.engine.begin() as conn:
+        # Done: each leaves a dead entry in the pending indexes.
+        conn.execute(text("UPDATE event_deliveries SET status = 'done', attempts = 1"))
+    last = put(db, "LAST", aggregate="last")
+
+    def plan(session: Session) -> str:
+        stmt = claiming.candidates_after(-1, datetime.now(UTC), 200)
+        compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
+        return "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
+
+    with db.transaction() as session:
+        assert "Bitmap" in plan(session), "the planner's own choice here (the case this is for)"
+        with claiming.index_scans(session):
+            assert "Bitmap" not in plan(session)
+            assert "Index Scan" in plan(session)
+        assert session.scalar(text("SHOW enable_bitmapscan")) == "on"
+        assert "Bitmap" in plan(session)
+    runtime.worker().run_once()
+    assert delivery(db, last).status == "done"

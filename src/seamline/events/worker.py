@@ -9,19 +9,16 @@ called outside any transaction, and recorded afterwards: at least once, deduplic
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import bindparam, func, literal_column, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from seamline.db import bulk
 from seamline.db.engine import Database
-from seamline.events import registry, retry
+from seamline.events import claiming, registry, retry
 from seamline.events.batching import HandlerItem, run_handlers
 from seamline.events.models import Delivery, OutboxEvent, Timer
 from seamline.events.outbox import STREAM_CONSUMER
@@ -35,12 +32,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("seamline.worker")
 
-# Rendered inline, not bound: the planners only use the partial "pending" indexes when the
-# query states the same literal condition.
-PENDING: ColumnClause[str] = literal_column("'pending'")
-# Candidates read per claimed slot: room for candidates that turn out to wait behind another.
-CANDIDATE_FACTOR = 4
-MAX_CANDIDATE_PAGES = 20
 # The worker's own bulk updates never concern ORM objects in its session: skip synchronising.
 NO_SYNC = {"synchronize_session": False}
 
@@ -55,152 +46,6 @@ def to_event(row: OutboxEvent) -> Event:
         payload=row.payload,
         created_at=row.created_at,
     )
-
-
-def _in_order_sink(consumer: str) -> bool:
-    """Consumers that take a run of one aggregate's events in one batch, strictly in order:
-    in-process handlers (one after another in the batch's transaction) and the stream
-    (published one after another; a failure fails the rest). Webhooks are sent in parallel,
-    so they take one event per aggregate per batch."""
-    return not consumer.startswith(WEBHOOK_PREFIX)
-
-
-@dataclass(slots=True)
-class Claimed:
-    """A delivery row claimed (and, on PostgreSQL, locked) for this batch."""
-
-    id: int
-    event_seq: int
-    consumer: str
-    aggregate_key: str
-    attempts: int
-
-    @staticmethod
-    def columns() -> tuple[InstrumentedAttribute[Any], ...]:
-        return (
-            Delivery.id,
-            Delivery.event_seq,
-            Delivery.consumer,
-            Delivery.aggregate_key,
-            Delivery.attempts,
-        )
-
-
-def _due_deliveries(session: Session, now: datetime, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries such that every consumer sees an aggregate's events
-    in order, even across retries and several workers.
-
-    A delivery is claimable when it is the head of its (consumer, aggregate) queue — the
-    earliest pending one — or, for in-order consumers, follows the head in an unbroken run.
-    Three index-driven steps instead of one anti-join (whose plan degrades to quadratic when
-    the planner misjudges a backlog): due candidates in event order, the head of each
-    candidate's queue, then a lock that skips rows another worker holds.
-    """
-    wanted: list[int] = []
-    runs: dict[tuple[str, str], list[int]] = {}
-    after = -1
-    # Page on while candidates only wait behind earlier ones (one busy aggregate must not hide
-    # the rest of the queue), with a bound so one claim never scans an unbounded backlog.
-    for _ in range(MAX_CANDIDATE_PAGES):
-        candidates = session.execute(
-            select(Delivery.id, Delivery.consumer, Delivery.aggregate_key, Delivery.event_seq)
-            .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
-            .where(or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
-            .where(Delivery.event_seq > after)
-            .order_by(Delivery.event_seq)
-            .limit(limit * CANDIDATE_FACTOR)
-        ).all()
-        if not candidates:
-            break
-        # Queue heads are looked up lazily, ``limit`` queues at a time in candidate order: a
-        # fresh backlog fills the batch from the first lookup instead of resolving every
-        # candidate's queue.
-        heads: dict[tuple[str, str], int] = {}
-        for index, c in enumerate(candidates):
-            queue = (c.consumer, c.aggregate_key)
-            if queue not in runs and queue not in heads:
-                queues = _next_queues(candidates[index:], (runs, heads), limit)
-                heads.update(_queue_heads(session, queues))
-            if heads.get(queue) == c.event_seq:
-                runs[queue] = [c.id]
-            elif queue in runs and _in_order_sink(c.consumer):
-                # Every pending delivery of an in-order queue after its head is due (only heads
-                # are ever retried), so the candidates of a queue form an unbroken run.
-                runs[queue].append(c.id)
-            else:
-                continue
-            wanted.append(c.id)
-            if len(wanted) >= limit:
-                break
-        if len(wanted) >= limit or len(candidates) < limit * CANDIDATE_FACTOR:
-            break
-        after = candidates[-1].event_seq
-    if not wanted:
-        return []
-    # Re-checked under the lock: a row another worker finished meanwhile is no longer pending.
-    # Plain columns, not ORM objects: the batch's bookkeeping is a few set-based updates.
-    stmt = (
-        select(*Claimed.columns())
-        .where(_among(session, Delivery.id, wanted), Delivery.status == PENDING)
-        .where(or_(Delivery.locked_until.is_(None), Delivery.locked_until < now))
-        .order_by(Delivery.event_seq)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Several workers: each skips rows another one holds instead of waiting for them.
-        stmt = stmt.with_for_update(skip_locked=True)
-    locked = {row.id: Claimed(*row) for row in session.execute(stmt)}
-    # Keep each queue's run only up to its first row we did not get: if another worker holds
-    # a row, everything after it in that queue waits too.
-    claimed: list[Claimed] = []
-    for run in runs.values():
-        for delivery_id in run:
-            if delivery_id not in locked:
-                break
-            claimed.append(locked[delivery_id])
-    claimed.sort(key=lambda row: row.event_seq)
-    return claimed
-
-
-def _next_queues(
-    candidates: Sequence[Any], known: tuple[Container[tuple[str, str]], ...], count: int
-) -> list[tuple[str, str]]:
-    """Up to ``count`` distinct queues of ``candidates`` in none of ``known``, in order."""
-    queues: dict[tuple[str, str], None] = {}
-    for c in candidates:
-        queue = (c.consumer, c.aggregate_key)
-        if not any(queue in k for k in known):
-            queues[queue] = None
-            if len(queues) >= count:
-                break
-    return list(queues)
-
-
-def _queue_heads(session: Session, queues: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """The earliest pending event of each queue (-1 when it has none any more).
-
-    Two plain ``IN`` lists rather than one of pairs: SQLite answers a row-value ``IN`` by
-    scanning the whole pending index, while this form is one index seek per combination
-    (a batch has few consumers); the combinations nobody asked for are ignored.
-    """
-    stmt = (
-        select(Delivery.consumer, Delivery.aggregate_key, func.min(Delivery.event_seq))
-        .where(Delivery.status == PENDING)
-        .where(_among(session, Delivery.consumer, sorted({consumer for consumer, _ in queues})))
-        .where(_among(session, Delivery.aggregate_key, sorted({key for _, key in queues})))
-        .group_by(Delivery.consumer, Delivery.aggregate_key)
-    )
-    found = {(consumer, key): first for consumer, key, first in session.execute(stmt)}
-    return {queue: found.get(queue, -1) for queue in queues}
-
-
-def _among(
-    session: Session, column: InstrumentedAttribute[Any], values: Sequence[Any]
-) -> ColumnElement[bool]:
-    """``column IN (values)`` built without coercing each value (an array on PostgreSQL, an
-    expanding parameter elsewhere): a literal list of 50 ids costs more than its query."""
-    if bulk.is_postgres(session):
-        return bulk.among(session, column, values)
-    return column.in_(bindparam(None, list(values), expanding=True, type_=column.type))
 
 
 def _fail(row: Delivery | Timer, error: str, delay: timedelta | None, now: datetime) -> None:
@@ -246,7 +91,7 @@ def _load_events(session: Session, seqs: set[int]) -> dict[int, Event]:
         OutboxEvent.aggregate_id,
         OutboxEvent.payload,
         OutboxEvent.created_at,
-    ).where(_among(session, OutboxEvent.seq, sorted(seqs)))
+    ).where(claiming.among(session, OutboxEvent.seq, sorted(seqs)))
     return {row.seq: Event(*row) for row in session.execute(stmt)}
 
 
@@ -346,7 +191,7 @@ class Worker:
         now = clock.now()
         leased: list[Leased] = []
         with self.db.transaction() as session:
-            rows = _due_deliveries(session, now, self.batch_size)
+            rows = claiming.due_deliveries(session, now, self.batch_size)
             if not rows:
                 return 0
             events = _load_events(session, {r.event_seq for r in rows})
@@ -381,7 +226,9 @@ class Worker:
             if leased:
                 session.execute(
                     update(Delivery)
-                    .where(_among(session, Delivery.id, [item.delivery_id for item in leased]))
+                    .where(
+                        claiming.among(session, Delivery.id, [item.delivery_id for item in leased])
+                    )
                     .values(attempts=Delivery.attempts + 1, locked_until=now + self.lease),
                     execution_options=NO_SYNC,
                 )
@@ -390,7 +237,9 @@ class Worker:
             if outcomes.done:
                 session.execute(
                     update(Delivery)
-                    .where(_among(session, Delivery.id, [i.delivery_id for i in outcomes.done]))
+                    .where(
+                        claiming.among(session, Delivery.id, [i.delivery_id for i in outcomes.done])
+                    )
                     .values(
                         status="done",
                         done_at=now,
@@ -460,7 +309,7 @@ class Worker:
         with self.db.transaction() as session:
             stmt = (
                 select(Timer)
-                .where(Timer.status == PENDING, Timer.fire_at <= now)
+                .where(Timer.status == claiming.PENDING, Timer.fire_at <= now)
                 .order_by(Timer.fire_at, Timer.id)
                 .limit(self.batch_size)
             )
