@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from seamline.console import products as console_products
 from seamline.db.engine import Database
 from tests.catalog_helpers import create_product
 from tests.console.conftest import PASSWORD, csrf_in, sign_in
@@ -191,3 +192,41 @@ async def test_the_stream_sends_a_receipt_made_in_the_console(
     )
     assert (data["on_hand"], data["available"]) == (4, 4)
     assert data["variant"]["on_hand"] == 4
+
+
+@pytest.mark.anyio
+async def test_a_console_stream_ends_soon_and_a_signed_out_page_cannot_reconnect(
+    live_server: str,
+    make_key: Callable[..., str],
+    make_staff: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session is checked when the stream (re)connects; a console stream lasts a minute
+    (here a second), so a signed-out member's page stops updating that soon."""
+    monkeypatch.setattr(console_products, "CONSOLE_STREAM_SECONDS", 1.0)
+    auth = {"Authorization": f"Bearer {make_key()}"}
+    with httpx.Client(base_url=live_server, headers=auth, timeout=WAIT) as api:
+        location = make_location(api, auth, "mitte", kind="store")  # type: ignore[arg-type]
+        variant = make_variant(api, auth, "tee")  # type: ignore[arg-type]
+    email = make_staff("associate", locations=(location,))
+    async with httpx.AsyncClient(
+        base_url=live_server, timeout=httpx.Timeout(WAIT, read=None)
+    ) as browser:
+        login = await browser.get("/console/login")
+        r = await browser.post(
+            "/console/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": csrf_in(login.text)},
+        )
+        assert r.status_code == 303, r.text
+        token = csrf_in((await browser.get("/console/")).text)
+        path = f"/console/products/{variant}/stream"
+        async with browser.stream("GET", path) as response:
+            assert response.status_code == 200
+            stream = Stream(response)
+            assert (await stream.next_block()).comment == "subscribed"
+            assert await stream.ended(), "the stream ends after its time"
+        r = await browser.post("/console/logout", data={"csrf_token": token})
+        assert r.status_code == 303, r.text
+        again = await browser.get(path, follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/console/login?next=")

@@ -240,6 +240,9 @@ def variant_page(request: Request, user: Staff, variant_id: str) -> Response:
     )
 
 
+CONSOLE_STREAM_SECONDS = 60.0
+
+
 @router.get("/products/{variant_id}/stream")
 async def variant_stream(
     request: Request,
@@ -258,9 +261,9 @@ async def variant_stream(
         PING_SECONDS,
         SEND_TIMEOUT_SECONDS,
         SHUTDOWN_GRACE_SECONDS,
+        Feed,
         StockEventResponse,
         StreamUnavailable,
-        _Feed,
     )
 
     require(user, "inventory:read")
@@ -274,7 +277,12 @@ async def variant_stream(
     if hub is None or not hub.running:
         raise StreamUnavailable("the stock stream is not running in this process")
     after = int(last_event_id) if last_event_id is not None else None
-    feed = _Feed(hub, StockFilter(variant_ids=frozenset({found})), after)
+    # A console stream lasts a minute: the browser then reconnects (Last-Event-ID, nothing
+    # missed), and the session is checked again — a signed-out or disabled member's page
+    # stops updating within a minute, not after the API stream's quarter of an hour.
+    feed = Feed(
+        hub, StockFilter(variant_ids=frozenset({found})), after, seconds=CONSOLE_STREAM_SECONDS
+    )
     return StockEventResponse(
         feed.events(),
         ping=PING_SECONDS,

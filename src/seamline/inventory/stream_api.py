@@ -109,7 +109,7 @@ async def stock_stream(
     if hub is None or not hub.running:
         raise StreamUnavailable("the stock stream is not running in this process")
     wanted = StockFilter(frozenset(variant_id or ()), frozenset(location_id or ()))
-    feed = _Feed(hub, wanted, int(last_event_id) if last_event_id is not None else None)
+    feed = Feed(hub, wanted, int(last_event_id) if last_event_id is not None else None)
     return StockEventResponse(
         feed.events(),
         ping=PING_SECONDS,
@@ -167,13 +167,23 @@ class Subscription:
         return changes, overflowed
 
 
-class _Feed:
-    """One client's stream: subscribe, replay what it missed, then follow live changes."""
+class Feed:
+    """One client's stream: subscribe, replay what it missed, then follow live changes, for
+    ``seconds`` (then the client reconnects with its Last-Event-ID, and is authenticated
+    again)."""
 
-    def __init__(self, hub: StockStreamHub, wanted: StockFilter, after: int | None) -> None:
+    def __init__(
+        self,
+        hub: StockStreamHub,
+        wanted: StockFilter,
+        after: int | None,
+        *,
+        seconds: float = STREAM_SECONDS,
+    ) -> None:
         self.hub = hub
         self.wanted = wanted
         self.after = after
+        self.seconds = seconds
         self.shutdown = anyio.Event()
         self._sub: Subscription | None = None
 
@@ -195,7 +205,7 @@ class _Feed:
                 for change in missed:
                     yield _message(change)
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + STREAM_SECONDS
+            deadline = loop.time() + self.seconds
             while not self.shutdown.is_set() and (left := deadline - loop.time()) > 0:
                 taken = await sub.take(timeout=left)
                 if taken is None:  # the server is shutting down
