@@ -23,12 +23,9 @@ def test_delivered_events_are_pruned_after_the_retention(
     db: Database, runtime: Runtime, clock: FrozenClock
 ) -> None:
     with db.transaction() as session:
-        old = emit(
-            session, "channel.created", aggregate_type="channel", aggregate_id="a", payload={}
-        )
-        stuck = emit(
-            session, "channel.created", aggregate_type="channel", aggregate_id="b", payload={}
-        )
+        # (cart events have a consumer, the customer timeline, whatever webhooks exist)
+        old = emit(session, "cart.created", aggregate_type="cart", aggregate_id="a", payload={})
+        stuck = emit(session, "cart.created", aggregate_type="cart", aggregate_id="b", payload={})
     runtime.worker().drain()
     with db.transaction() as session:
         # One event still has open work (a dead letter an operator may replay).

@@ -23,12 +23,14 @@ from typer.testing import CliRunner
 
 from seamline.cli.main import app as cli_app
 from seamline.db.engine import Database
-from seamline.events import claiming, registry, retry
-from seamline.events.models import Delivery, OutboxEvent
-from seamline.events.outbox import STREAM_CONSUMER, Pending, emit, emit_many, emit_rows
+from seamline.events import claiming, registry, retry, service
+from seamline.events.models import Delivery, OutboxEvent, WebhookEndpoint
+from seamline.events.outbox import FANOUT, STREAM_CONSUMER, Pending, emit, emit_many, emit_rows
 from seamline.events.registry import Event, Leased, Outcome
+from seamline.events.schemas import WebhookEndpointCreate
 from seamline.events.worker import Worker
 from seamline.kit.clock import FrozenClock
+from seamline.kit.crypto import SecretBox
 from seamline.runtime import Runtime
 from seamline.settings import Settings, get_settings
 
@@ -158,13 +160,34 @@ def effect_order(db: Database) -> list[str]:
 
 
 # -- 1. the outbox is part of the caller's transaction ------------------------------------------
+def add_endpoint(session: Session, status: str = "enabled") -> None:
+    now = datetime.now(UTC)
+    session.add(
+        WebhookEndpoint(
+            id=f"we_{status}",
+            url="https://example.test/hook",
+            description="",
+            event_types=["*"],
+            secret_encrypted="x",
+            status=status,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    session.flush()
+
+
+@pytest.mark.parametrize("webhooks", [False, True], ids=["no-endpoint", "endpoint"])
 @pytest.mark.parametrize("writer", [emit_rows, emit_many], ids=["emit_rows", "emit_many"])
 def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
-    db: Database, writer: Any
+    db: Database, writer: Any, webhooks: bool
 ) -> None:
     """``emit_rows`` (one statement on PostgreSQL) and ``emit_many`` (COPY there) write what
     ``emit`` would: sequence numbers in the order given, after an event emitted one by one in
-    the same transaction, and one pending delivery per consumer that wants each event."""
+    the same transaction, and one pending delivery per consumer that wants each event — the
+    webhook fan-out's only while an endpoint is enabled."""
+    with db.transaction() as session:
+        add_endpoint(session, "enabled" if webhooks else "disabled")
     with db.transaction() as session:
         first = emit(
             session, "test.outbox.x", aggregate_type="test", aggregate_id="a0", payload={"key": "0"}
@@ -197,8 +220,10 @@ def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
         (e.seq, c.name, f"test:{e.aggregate_id}")
         for e in events
         for c in registry.consumers_for(e.type)
+        if c.name != FANOUT or webhooks
     }
     assert found == expected
+    assert any(consumer == FANOUT for _, consumer, _ in found) is webhooks
     assert (events[2].seq, MUTATOR, "test:a2") in found
     assert (events[1].seq, MUTATOR, "test:a1") not in found
 
@@ -241,9 +266,39 @@ def test_emit_in_rolled_back_transaction_leaves_no_event_and_no_delivery(db: Dat
             )
         )
     assert RECORDER in consumers
-    assert "webhooks.fanout" in consumers
+    assert FANOUT not in consumers  # no webhook endpoint: no fan-out to do
     assert MUTATOR not in consumers  # its pattern does not match test.outbox.x
     assert STREAM_CONSUMER not in consumers  # this database has no stream
+
+
+def test_the_fan_out_is_queued_while_an_endpoint_is_enabled(db: Database) -> None:
+    """Checked once per transaction (by its first event), and again after this transaction
+    enables an endpoint itself."""
+
+    def consumers_of(event_id: str) -> set[str]:
+        with db.transaction(readonly=True) as session:
+            return set(
+                session.scalars(
+                    select(Delivery.consumer)
+                    .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+                    .where(OutboxEvent.id == event_id)
+                )
+            )
+
+    with db.transaction() as session:
+        add_endpoint(session, "disabled")
+    assert FANOUT not in consumers_of(put(db, "D"))
+    with db.transaction() as session:
+        before = emit(session, "test.outbox.x", aggregate_type="t", aggregate_id="1", payload={})
+        service.create_endpoint(
+            session,
+            WebhookEndpointCreate(url="https://example.test/h", event_types=["test.*"]),
+            box=SecretBox("test"),
+        )
+        after = emit(session, "test.outbox.x", aggregate_type="t", aggregate_id="1", payload={})
+    assert FANOUT not in consumers_of(before)
+    assert FANOUT in consumers_of(after)
+    assert FANOUT in consumers_of(put(db, "E"))
 
 
 def test_stream_delivery_only_when_the_database_streams(database_url: str) -> None:

@@ -8,11 +8,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from seamline.events.models import Delivery, WebhookEndpoint
+from seamline.events.outbox import FANOUT
 from seamline.events.registry import Event, on, on_many
 from seamline.events.webhooks import consumer_name
 from seamline.kit import clock
-
-FANOUT = "webhooks.fanout"
 
 
 @on("*", name=FANOUT)

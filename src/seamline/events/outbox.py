@@ -8,18 +8,53 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, exists, insert, select, text
 from sqlalchemy.orm import Session
 
 from seamline.db import bulk
 from seamline.db.engine import EMITTED
-from seamline.events.models import Delivery, OutboxEvent
+from seamline.events.models import Delivery, OutboxEvent, WebhookEndpoint
 from seamline.events.registry import consumers_for
 from seamline.kit import clock
 from seamline.kit.ids import new_id
 
 STREAM_CONSUMER = "stream:nats"
 STREAM_ENABLED = "seamline.stream_enabled"
+# The consumer that turns an event into one delivery per subscribed webhook endpoint
+# (events/handlers.py). Its delivery is written only while some endpoint is enabled: most
+# installations have none, and an event then costs one delivery row fewer per event (and the
+# worker a claim, a handler call and a "done" update).
+FANOUT = "webhooks.fanout"
+_WEBHOOKS_ON = "seamline.webhooks_on"
+
+
+def webhooks_on(session: Session) -> bool:
+    """Whether an enabled webhook endpoint exists, read once per transaction (the first event
+    the transaction writes decides for the rest of it)."""
+    known = session.info.get(_WEBHOOKS_ON)
+    if known is None:
+        enabled = select(WebhookEndpoint.id).where(WebhookEndpoint.status == "enabled")
+        known = bool(session.scalar(select(exists(enabled))))
+        session.info[_WEBHOOKS_ON] = known
+    return bool(known)
+
+
+def webhooks_changed(session: Session) -> None:
+    """An endpoint was created or enabled in this transaction: its later events see it."""
+    session.info.pop(_WEBHOOKS_ON, None)
+
+
+def _consumers(session: Session, event_type: str, *, fanout_in_sql: bool = False) -> list[str]:
+    """The consumers an event of this type is delivered to (the stream's included); with
+    ``fanout_in_sql``, the fan-out's too (the statement writing them decides)."""
+    names = [
+        c.name
+        for c in consumers_for(event_type)
+        if c.name != FANOUT or fanout_in_sql or webhooks_on(session)
+    ]
+    if session.info.get(STREAM_ENABLED):
+        names.append(STREAM_CONSUMER)
+    return names
 
 
 def emit(
@@ -47,9 +82,7 @@ def emit(
     )
     session.add(row)
     session.flush()
-    names = [c.name for c in consumers_for(event_type)]
-    if session.info.get(STREAM_ENABLED):
-        names.append(STREAM_CONSUMER)
+    names = _consumers(session, event_type)
     if names:
         key = f"{aggregate_type}:{aggregate_id}"
         session.execute(
@@ -150,26 +183,26 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
 
 
 def _deliveries(
-    session: Session, refs: Sequence[Any], events: Sequence[Pending]
+    session: Session, refs: Sequence[Any], events: Sequence[Pending], *, fanout_in_sql: bool = False
 ) -> list[tuple[Any, tuple[str, str]]]:
     """(the event's ``ref``, (consumer, aggregate key)) for every delivery of ``events``."""
-    stream = bool(session.info.get(STREAM_ENABLED))
     consumers: dict[str, list[str]] = {}
     found = []
     for ref, e in zip(refs, events, strict=True):
         names = consumers.get(e.event_type)
         if names is None:
-            names = [c.name for c in consumers_for(e.event_type)]
-            if stream:
-                names.append(STREAM_CONSUMER)
-            consumers[e.event_type] = names
+            names = consumers[e.event_type] = _consumers(
+                session, e.event_type, fanout_in_sql=fanout_in_sql
+            )
         key = f"{e.aggregate_type}:{e.aggregate_id}"
         found += [(ref, (name, key)) for name in names]
     return found
 
 
 # PostgreSQL: the events and their deliveries in one statement (the deliveries join the
-# sequence numbers the events' INSERT returns), the events numbered in the order given.
+# sequence numbers the events' INSERT returns), the events numbered in the order given; the
+# fan-out's deliveries only while an endpoint is enabled (asked here rather than by a query of
+# its own, unless the transaction already knows).
 _TOGETHER = text(
     """
     WITH e AS (
@@ -188,6 +221,8 @@ _TOGETHER = text(
     FROM e JOIN unnest(
         CAST(:d_ids AS VARCHAR[]), CAST(:d_consumers AS VARCHAR[]), CAST(:d_keys AS VARCHAR[])
     ) AS d(id, consumer, agg_key) ON d.id = e.id
+    WHERE d.consumer <> :fanout
+       OR EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.status = 'enabled')
     """
 )
 
@@ -199,7 +234,7 @@ def _insert_together(
     now: datetime,
 ) -> None:
     ids = [r["id"] for r in rows]
-    deliveries = _deliveries(session, ids, events)
+    deliveries = _deliveries(session, ids, events, fanout_in_sql=True)
     session.execute(
         _TOGETHER,
         {
@@ -212,5 +247,6 @@ def _insert_together(
             "d_ids": [ref for ref, _ in deliveries],
             "d_consumers": [name for _, (name, _) in deliveries],
             "d_keys": [key for _, (_, key) in deliveries],
+            "fanout": FANOUT,
         },
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from seamline.db.lookup import get_or_404
 from seamline.db.pagination import keyset_page
+from seamline.events import outbox
 from seamline.events.models import Delivery, OutboxEvent, Timer, WebhookAttempt, WebhookEndpoint
 from seamline.events.registry import Event
 from seamline.events.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
@@ -41,6 +42,7 @@ def create_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    outbox.webhooks_changed(session)
     return endpoint, secret
 
 
@@ -73,6 +75,7 @@ def update_endpoint(
         endpoint.description = changes["description"]
     if changes.get("status") == "enabled" and endpoint.status != "enabled":
         endpoint.status, endpoint.disabled_reason, endpoint.disabled_at = "enabled", None, None
+        outbox.webhooks_changed(session)
     elif changes.get("status") == "disabled" and endpoint.status != "disabled":
         endpoint.status, endpoint.disabled_reason = "disabled", "disabled by an operator"
         endpoint.disabled_at = clock.now()
