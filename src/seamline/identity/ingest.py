@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import combinations
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,10 +20,10 @@ from sqlalchemy.orm import Session
 from seamline.db import bulk
 from seamline.events import outbox
 from seamline.identity import normalize, privacy, resolution
+from seamline.identity.ingest_links import Links
 from seamline.identity.models import (
     NAME_MAX,
     Identifier,
-    IdentityLink,
     Profile,
     ProfileTrait,
     TrackedEvent,
@@ -114,7 +113,7 @@ def record_calls(
     kept = [p for p in prepared if p.event_id in stored]
     result.duplicates += len(prepared) - len(kept)
     _insert_traits(session, kept)
-    links = _Links(session, kept, found, rules)
+    links = Links(session, kept, found, rules)
     seen: dict[str, tuple[datetime, datetime]] = {}
     for p in kept:
         links.record(p)
@@ -145,7 +144,6 @@ def _identifiers(call: Call, rules: IdentityRules) -> tuple[IdentifierValue, lis
     traits: dict[str, Any] = dict(context_traits) if isinstance(context_traits, dict) else {}
     if isinstance(call, IdentifyCall):
         traits.update(call.traits)
-    region = normalize.region_of(context, traits) or rules.default_phone_region
     user = normalize.opaque(normalize.USER_ID, call.user_id)
     anonymous = normalize.opaque(normalize.ANONYMOUS_ID, call.anonymous_id)
     values = [user, anonymous]
@@ -153,7 +151,9 @@ def _identifiers(call: Call, rules: IdentityRules) -> tuple[IdentifierValue, lis
         # Alias joins the id a visitor had before (an anonymous id) to the user id.
         values.append(normalize.opaque(normalize.ANONYMOUS_ID, call.previous_id))
     values += normalize.from_context(context)
-    values += normalize.from_traits(traits, region=region)
+    if traits:  # most calls carry none (no identifiers, and no phone to read in a region)
+        region = normalize.region_of(context, traits) or rules.default_phone_region
+        values += normalize.from_traits(traits, region=region)
     unique: dict[tuple[str, str], IdentifierValue] = {}
     for value in values:
         if value is not None:
@@ -267,7 +267,10 @@ def _ensure_identifiers(session: Session, prepared: Sequence[_Prepared], key_id:
     if all(key in found for key in keys):
         return found
     resolution.lock_graph(session)
-    found = _lookup(session, keys)
+    # Under the lock, only the missing ones are looked up again (another transaction may
+    # have created them since): an identifier never moves to another profile, so the ones
+    # found stand, exactly as when none is missing and no lock is taken at all.
+    found.update(_lookup(session, [key for key in keys if key not in found]))
     now = clock.now()
     profiles: list[dict[str, Any]] = []
     identifiers: list[dict[str, Any]] = []
@@ -356,196 +359,6 @@ def _insert_traits(session: Session, kept: Sequence[_Prepared]) -> None:
         if len(name) <= NAME_MAX
     ]
     bulk.copy_rows(session, _table(ProfileTrait), rows)
-
-
-class _Links:
-    """The batch's co-occurrence pairs, checked against the stored links in one query.
-
-    Newer observations are written in bulk: stored links are updated on their ORM rows and
-    new ones inserted in one statement at the end of the batch. Then the batch resolves
-    **once**, around the calls whose pairs could change a cluster — the rule gives the same
-    clusters whatever order the edges arrive in (rules.py; a property test proves it), so one
-    resolution after all the batch's edges equals one per call, at a fraction of the cost.
-    """
-
-    def __init__(
-        self, session: Session, kept: Sequence[_Prepared], found: Found, rules: IdentityRules
-    ) -> None:
-        self.session, self.found, self.rules = session, found, rules
-        self.pairs: dict[str, list[tuple[str, str]]] = {}
-        for p in kept:
-            linking = sorted({found[v.key][0] for v in p.values if v.valid and rules.links(v.kind)})
-            if len(linking) > 1:
-                self.pairs[p.event_id] = list(combinations(linking, 2))
-        self.rows: dict[tuple[str, str], IdentityLink] = {}
-        self.known = self._load(self._all_pairs())
-        self.locked = False
-        self.new: dict[tuple[str, str], tuple[datetime, str]] = {}  # not inserted yet
-        self.changed: list[tuple[_Prepared, list[str]]] = []  # calls with newer observations
-
-    def _all_pairs(self) -> list[tuple[str, str]]:
-        return sorted({pair for pairs in self.pairs.values() for pair in pairs})
-
-    def _load(
-        self, pairs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[datetime, str]]:
-        known: dict[tuple[str, str], tuple[datetime, str]] = {}
-        self.rows = {}
-        for start in range(0, len(pairs), _CHUNK):
-            # ORM objects, kept so a newer observation updates them without a query.
-            rows = self.session.scalars(
-                bulk.by_key(
-                    self.session,
-                    IdentityLink,
-                    (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id),
-                    pairs[start : start + _CHUNK],
-                ).execution_options(populate_existing=True)
-            )
-            for r in rows:
-                pair = (r.identifier_a_id, r.identifier_b_id)
-                known[pair] = (r.observed_at, r.message_id)
-                self.rows[pair] = r
-        return known
-
-    def _stale(
-        self, pairs: Sequence[tuple[str, str]], observed: tuple[datetime, str]
-    ) -> list[tuple[str, str]]:
-        return [pair for pair in pairs if pair not in self.known or self.known[pair] < observed]
-
-    def record(self, p: _Prepared) -> None:
-        """Note the call's pairs that are new or observed more recently than stored."""
-        pairs = self.pairs.get(p.event_id)
-        if not pairs:
-            return
-        observed = (p.timestamp, p.message_id)
-        if not self._stale(pairs, observed):
-            return
-        if not self.locked:
-            # Under the lock, the stored links are re-read: another transaction may have moved them.
-            resolution.lock_graph(self.session)
-            self.locked = True
-            self.known = self._load(self._all_pairs())
-        stale = self._stale(pairs, observed)
-        if not stale:
-            return
-        for pair in stale:
-            self.known[pair] = observed
-            link = self.rows.get(pair)
-            if link is None:
-                self.new[pair] = max(self.new.get(pair, observed), observed)
-            elif (link.observed_at, link.message_id) < observed:
-                link.observed_at, link.message_id = observed
-        self.changed.append((p, sorted({a for pair in pairs for a in pair})))
-
-    def resolve(self, key_id: str) -> int:
-        """Store the observations, then resolve once around every call that could move a
-        profile; returns how many calls needed it (0: no resolution ran)."""
-        if self.new:
-            rows = [
-                {
-                    "identifier_a_id": a,
-                    "identifier_b_id": b,
-                    "observed_at": observed_at,
-                    "message_id": message_id,
-                    "decision": "linked",
-                }
-                for (a, b), (observed_at, message_id) in sorted(self.new.items())
-            ]
-            bulk.copy_rows(self.session, _table(IdentityLink), rows)
-            self.new = {}
-        self.session.flush()
-        if not self.changed:
-            return 0
-        clusters = _clusters(self.session, sorted({a for _, ids in self.changed for a in ids}))
-        settled = _unrefused(
-            self.session,
-            sorted({clusters[ids[0]] for _, ids in self.changed if ids[0] in clusters}),
-        )
-        seeds: set[str] = set()
-        triggers: dict[str, resolution.Trigger] = {}
-        for p, ids in self.changed:
-            # Settled: one cluster no refused (or blocked) link touches. Its component is that
-            # cluster, holding at most one value of each unique kind, so the rule accepts every
-            # edge in any order — a new observation inside it moves no profile, refuses no link
-            # and adds no merge. (A call joining it to another cluster brings it in anyway.)
-            owners = {clusters.get(i) for i in ids}
-            if len(owners) == 1 and owners <= settled:
-                continue
-            seeds.update(ids)
-            triggers.setdefault(
-                p.message_id, resolution.Trigger(p.incoming.call_type, p.message_id, key_id)
-            )
-        if seeds:
-            first = next(iter(triggers.values()))
-            resolution.resolve(
-                self.session, sorted(seeds), trigger=first, triggers=triggers, rules=self.rules
-            )
-        return len(triggers)
-
-
-def _clusters(session: Session, identifier_ids: Sequence[str]) -> dict[str, str]:
-    """Identifier id -> the cluster of its profile."""
-    found: dict[str, str] = {}
-    for start in range(0, len(identifier_ids), _CHUNK):
-        rows = session.execute(
-            select(Identifier.id, Profile.cluster_id)
-            .join(Profile, Profile.id == Identifier.profile_id)
-            .where(bulk.among(session, Identifier.id, identifier_ids[start : start + _CHUNK]))
-        )
-        found.update((row[0], row[1]) for row in rows)
-    return found
-
-
-def _unrefused(session: Session, clusters: Sequence[str]) -> set[str]:
-    """The clusters no refused link touches: their profiles, those profiles' identifiers,
-    then the refused links at either end of them — index probes only (``bulk.by_key``), so
-    the cost follows the batch, not the size of the graph."""
-    touched: set[str] = set()
-    for start in range(0, len(clusters), _CHUNK):
-        chunk = [(c,) for c in clusters[start : start + _CHUNK]]
-        cluster_of: dict[str, str] = {
-            row[0]: row[1]
-            for row in session.execute(
-                bulk.by_key(
-                    session,
-                    (Profile.id, Profile.cluster_id),
-                    (Profile.cluster_id,),
-                    chunk,
-                    unique=False,
-                )
-            )
-        }
-        profiles = sorted(cluster_of)
-        owner: dict[str, str] = {}
-        for p_start in range(0, len(profiles), _CHUNK):
-            owner.update(
-                (row[0], row[1])
-                for row in session.execute(
-                    bulk.by_key(
-                        session,
-                        (Identifier.id, Identifier.profile_id),
-                        (Identifier.profile_id,),
-                        [(p,) for p in profiles[p_start : p_start + _CHUNK]],
-                        unique=False,
-                    )
-                )
-            )
-        identifiers = sorted(owner)
-        for i_start in range(0, len(identifiers), _CHUNK):
-            ids = [(i,) for i in identifiers[i_start : i_start + _CHUNK]]
-            for end in (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id):
-                ends = session.scalars(
-                    bulk.by_key(
-                        session,
-                        (end,),
-                        (end,),
-                        ids,
-                        unique=False,
-                        where=[IdentityLink.decision == "refused"],
-                    )
-                )
-                touched.update(cluster_of[owner[e]] for e in ends)
-    return set(clusters) - touched
 
 
 def _emit_tracked(session: Session, kept: Sequence[_Prepared]) -> None:

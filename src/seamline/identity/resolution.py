@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, case, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from seamline.db import bulk
 from seamline.db.dialect import lock_for_transaction
@@ -141,24 +143,45 @@ def record_links(
     session.flush()
 
 
-def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[IdentityLink]]:
+class _Link(NamedTuple):
+    """An ``identity_links`` row as resolution reads it (plain values: a resolution reads
+    thousands, and an ORM object each cost more than the rule itself)."""
+
+    a: str
+    b: str
+    observed_at: datetime
+    message_id: str
+    decision: str
+
+
+_LINK_COLUMNS = (
+    IdentityLink.identifier_a_id,
+    IdentityLink.identifier_b_id,
+    IdentityLink.observed_at,
+    IdentityLink.message_id,
+    IdentityLink.decision,
+)
+
+
+def _component(session: Session, seeds: Iterable[str]) -> tuple[set[str], list[_Link]]:
     """Identifier ids reachable from ``seeds`` over any link (linked or refused), with the links
     and every identifier of the profiles met on the way."""
     seen: set[str] = set(seeds)
     frontier = set(seen)
-    links: dict[tuple[str, str], IdentityLink] = {}
+    links: dict[tuple[str, str], _Link] = {}
     while frontier:
         batch = sorted(frontier)
         frontier = set()
         for start in range(0, len(batch), _CHUNK):
             chunk = [(i,) for i in batch[start : start + _CHUNK]]
             for end in (IdentityLink.identifier_a_id, IdentityLink.identifier_b_id):
-                found = session.scalars(
-                    bulk.by_key(session, IdentityLink, (end,), chunk, unique=False)
+                found = session.execute(
+                    bulk.by_key(session, _LINK_COLUMNS, (end,), chunk, unique=False)
                 )
-                for link in found:
-                    links[(link.identifier_a_id, link.identifier_b_id)] = link
-                    for other in (link.identifier_a_id, link.identifier_b_id):
+                for row in found:
+                    link = _Link(*row)
+                    links[(link.a, link.b)] = link
+                    for other in (link.a, link.b):
                         if other not in seen:
                             seen.add(other)
                             frontier.add(other)
@@ -197,55 +220,131 @@ def resolve(
     knows it, else to ``trigger``.
     """
     identifier_ids, links = _component(session, seeds)
-    identifiers: list[Identifier] = []
+    key_of: dict[str, Key] = {}
+    members: dict[str, list[Key]] = {}
     ids = sorted(identifier_ids)
     for start in range(0, len(ids), _CHUNK):
-        identifiers += session.scalars(
-            select(Identifier).where(
-                bulk.among(session, Identifier.id, ids[start : start + _CHUNK])
-            )
+        rows = session.execute(
+            select(Identifier.id, Identifier.kind, Identifier.value, Identifier.profile_id)
+            .where(bulk.among(session, Identifier.id, ids[start : start + _CHUNK]))
+            .order_by(Identifier.id)
         )
-    by_id = {i.id: i for i in identifiers}
-    members: dict[str, list[Key]] = {}
-    for ident in identifiers:
-        members.setdefault(ident.profile_id, []).append((ident.kind, ident.value))
+        for ident, kind, value, profile_id in rows:
+            key_of[ident] = (kind, value)
+            members.setdefault(profile_id, []).append((kind, value))
     edges = {
-        (link.identifier_a_id, link.identifier_b_id): Edge(
-            (by_id[link.identifier_a_id].kind, by_id[link.identifier_a_id].value),
-            (by_id[link.identifier_b_id].kind, by_id[link.identifier_b_id].value),
-            link.observed_at,
-            link.message_id,
-        )
+        (link.a, link.b): Edge(key_of[link.a], key_of[link.b], link.observed_at, link.message_id)
         for link in links
     }
     # Links an unmerge blocked stay out until a newer observation of the pair arrives.
     blocks = blocked_links(session, sorted(members))
     blocked = {
-        (link.identifier_a_id, link.identifier_b_id)
+        (link.a, link.b)
         for link in links
-        if (link.identifier_a_id, link.identifier_b_id) in blocks
-        and (link.observed_at, link.message_id)
-        <= blocks[(link.identifier_a_id, link.identifier_b_id)]
+        if (link.a, link.b) in blocks
+        and (link.observed_at, link.message_id) <= blocks[(link.a, link.b)]
     }
     result = partition(members, (e for p, e in edges.items() if p not in blocked), rules)
 
     refused = {(e.a, e.b) for e in result.refused}
+    decided: list[tuple[str, str, str]] = []
     for link in links:
-        pair = (link.identifier_a_id, link.identifier_b_id)
+        pair = (link.a, link.b)
         edge = edges[pair]
         refuse = pair in blocked or (edge.a, edge.b) in refused
-        link.decision = "refused" if refuse else "linked"
-
-    profiles = list(
-        session.scalars(select(Profile).where(bulk.among(session, Profile.id, sorted(members))))
-    )
-    for profile in profiles:
-        if profile.cluster_id != result.canonical[profile.id]:
-            profile.cluster_id = result.canonical[profile.id]
+        decision = "refused" if refuse else "linked"
+        if decision != link.decision:
+            decided.append((link.a, link.b, decision))
+    _decide_links(session, decided)
+    _move_profiles(session, sorted(members), result.canonical)
     _record_merges(
         session, result.canonical, result.accepted, trigger=trigger, triggers=triggers or {}
     )
     session.flush()
+
+
+def _decide_links(session: Session, decided: Sequence[tuple[str, str, str]]) -> None:
+    """Write links' new decisions (pair order), and into link objects the session holds."""
+    if not decided:
+        return
+    ordered = sorted(decided)
+    if bulk.is_postgres(session):
+        session.execute(
+            _DECIDE,
+            {
+                "a": [a for a, _, _ in ordered],
+                "b": [b for _, b, _ in ordered],
+                "d": [d for _, _, d in ordered],
+            },
+        )
+    else:
+        table = _table(IdentityLink)
+        stmt = (
+            update(table)
+            .where(
+                table.c.identifier_a_id == bindparam("pa"),
+                table.c.identifier_b_id == bindparam("pb"),
+            )
+            .values(decision=bindparam("d"))
+        )
+        session.execute(stmt, [{"pa": a, "pb": b, "d": d} for a, b, d in ordered])
+    for a, b, decision in ordered:
+        held = session.identity_map.get(identity_key(IdentityLink, (a, b)))
+        if held is not None:
+            set_committed_value(held, "decision", decision)
+
+
+_DECIDE = text(
+    """
+    UPDATE identity_links AS l SET decision = v.d
+    FROM unnest(CAST(:a AS TEXT[]), CAST(:b AS TEXT[]), CAST(:d AS TEXT[])) AS v(a, b, d)
+    WHERE l.identifier_a_id = v.a AND l.identifier_b_id = v.b
+    """
+)
+
+
+def _move_profiles(session: Session, ids: Sequence[str], canonical: Mapping[str, str]) -> None:
+    """Set each profile's ``cluster_id`` to its canonical profile where it differs.
+
+    On PostgreSQL the changed profiles are found with a plain read and written with one
+    ``UPDATE`` (``_MOVE``; a batch moves thousands); profiles the session holds as objects
+    get the new values as their loaded state. Elsewhere, through the ORM."""
+    if not bulk.is_postgres(session):
+        profiles = session.scalars(select(Profile).where(bulk.among(session, Profile.id, ids)))
+        for profile in profiles:
+            if profile.cluster_id != canonical[profile.id]:
+                profile.cluster_id = canonical[profile.id]
+        return
+    moved: list[tuple[str, str]] = []
+    for start in range(0, len(ids), _CHUNK):
+        rows = session.execute(
+            select(Profile.id, Profile.cluster_id).where(
+                bulk.among(session, Profile.id, ids[start : start + _CHUNK])
+            )
+        )
+        moved += [(pid, canonical[pid]) for pid, cluster in rows if cluster != canonical[pid]]
+    if not moved:
+        return
+    moved.sort()  # rows are updated in id order, as the ORM's flush did
+    now = clock.now()
+    session.execute(
+        _MOVE,
+        {"ids": [pid for pid, _ in moved], "clusters": [c for _, c in moved], "now": now},
+    )
+    for pid, cluster in moved:
+        held = session.identity_map.get(identity_key(Profile, pid))
+        if held is not None:
+            set_committed_value(held, "cluster_id", cluster)
+            set_committed_value(held, "updated_at", now)
+
+
+_MOVE = text(
+    """
+    UPDATE profiles AS p SET cluster_id = v.cluster_id, updated_at = :now
+    FROM unnest(CAST(:ids AS TEXT[]), CAST(:clusters AS TEXT[])) AS v(id, cluster_id)
+    WHERE p.id = v.id
+    """
+)
 
 
 def blocked_links(
@@ -315,6 +414,7 @@ def _record_merges(
         return pid
 
     events: list[Pending] = []
+    merges: list[dict[str, Any]] = []
     for merge in active:
         a, b = merge.profile_id, merge.into_profile_id
         if canonical.get(a) != canonical.get(b) or b not in parent:
@@ -339,42 +439,62 @@ def _record_merges(
             "observed_at": edge.observed_at.isoformat(),
             "message_id": edge.message_id,
         }
-        merge = ProfileMerge(
-            id=new_id("mrg"),
-            profile_id=joined,
-            into_profile_id=into,
-            cluster_id=canonical[into],
-            trigger=cause.call,
-            trigger_message_id=cause.message_id,
-            triggered_by=cause.key_id,
-            reason=cause.reason or f"shared {edge.a[0]} and {edge.b[0]} in one call",
-            evidence=evidence,
-            created_at=now,
-        )
-        session.add(merge)
+        row: dict[str, Any] = {
+            "id": new_id("mrg"),
+            "profile_id": joined,
+            "into_profile_id": into,
+            "cluster_id": canonical[into],
+            "trigger": cause.call,
+            "trigger_message_id": cause.message_id,
+            "triggered_by": cause.key_id,
+            "reason": cause.reason or f"shared {edge.a[0]} and {edge.b[0]} in one call",
+            "evidence": evidence,
+            "created_at": now,
+            "undone_at": None,
+            "undone_reason": None,
+        }
+        merges.append(row)
         events.append(
             Pending(
                 "profile.merged",
                 "profile",
                 joined,
                 {
-                    "merge_id": merge.id,
+                    "merge_id": row["id"],
                     "profile_id": joined,
                     "into_profile_id": into,
                     "cluster_id": canonical[into],
-                    "reason": merge.reason,
+                    "reason": row["reason"],
                     "evidence": evidence,
                     "trigger": {"call": cause.call, "message_id": cause.message_id},
                 },
             )
         )
+    # New pointers as rows (COPY on PostgreSQL): a batch can make thousands, and an ORM
+    # object each cost more than the rest of the merge.
+    bulk.copy_rows(session, _table(ProfileMerge), merges)
     emit_many(session, events)
 
 
 def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> None:
-    """Widen identifiers' first/last seen to the events' times, in id order (no deadlocks),
-    in one ``executemany``; the condition touches (and locks) only rows whose window grows."""
+    """Widen identifiers' first/last seen to the events' times; the condition touches (and
+    locks) only rows whose window grows, in id order (no deadlocks between two drains).
+
+    On PostgreSQL one statement for the whole batch (``_TOUCH``: the ids and times as three
+    arrays); elsewhere one ``executemany``. The per-row ``executemany`` was one statement
+    per identifier on the server too (4,300 per 5,000-call drain)."""
     if not seen:
+        return
+    ordered = sorted(seen.items())
+    if bulk.is_postgres(session):
+        session.execute(
+            _TOUCH,
+            {
+                "ids": [ident for ident, _ in ordered],
+                "firsts": [first for _, (first, _) in ordered],
+                "lasts": [last for _, (_, last) in ordered],
+            },
+        )
         return
     table = _table(Identifier)
     first, last = (
@@ -391,8 +511,30 @@ def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> 
             first_seen=case((table.c.first_seen > first, first), else_=table.c.first_seen),
         )
     )
-    rows = [{"i": ident, "f": f, "l": lt} for ident, (f, lt) in sorted(seen.items())]
+    rows = [{"i": ident, "f": f, "l": lt} for ident, (f, lt) in ordered]
     session.execute(stmt, rows)
+
+
+# The rows whose window grows are locked first, in id order (``ORDER BY … FOR UPDATE`` locks
+# in the sorted order), then widened; the ``UPDATE`` re-reads each locked row's current times.
+_TOUCH = text(
+    """
+    WITH v AS MATERIALIZED (
+        SELECT * FROM unnest(
+            CAST(:ids AS TEXT[]), CAST(:firsts AS TIMESTAMPTZ[]), CAST(:lasts AS TIMESTAMPTZ[])
+        ) AS v(id, f, l)
+    ), locked AS (
+        SELECT i.id FROM v JOIN identifiers AS i ON i.id = v.id
+        WHERE i.last_seen < v.l OR i.first_seen > v.f
+        ORDER BY i.id
+        FOR UPDATE OF i
+    )
+    UPDATE identifiers AS i
+    SET first_seen = LEAST(i.first_seen, v.f), last_seen = GREATEST(i.last_seen, v.l)
+    FROM v
+    WHERE i.id = v.id AND i.id IN (SELECT id FROM locked)
+    """
+)
 
 
 def emit_unmerged(
