@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from seamline.db import bulk
 from seamline.events import outbox
-from seamline.identity import normalize, privacy, resolution
+from seamline.identity import graph_writes, normalize, privacy, resolution
 from seamline.identity.ingest_links import Links
 from seamline.identity.models import (
     NAME_MAX,
@@ -124,7 +124,7 @@ def record_calls(
         result.stored.append(p.event_id)
     result.resolved = links.resolve(key_id)
     _emit_tracked(session, kept)
-    resolution.touch_seen(session, seen)
+    graph_writes.touch_seen(session, seen)
     return result
 
 
