@@ -151,25 +151,37 @@ def test_the_stream_needs_a_session(client: TestClient, shop: Shop) -> None:
     assert r.headers["location"].startswith("/console/login?next=")
 
 
-@pytest.mark.anyio
-async def test_the_stream_sends_a_receipt_made_in_the_console(
-    live_server: str, make_key: Callable[..., str], make_staff: Callable[..., str], db: Database
-) -> None:
+def _store_with_a_tee(
+    live_server: str, make_key: Callable[..., str], make_staff: Callable[..., str]
+) -> tuple[str, str, str]:
+    """A store, a variant, and an associate of the store: (location, variant, email)."""
     auth = {"Authorization": f"Bearer {make_key()}"}
     with httpx.Client(base_url=live_server, headers=auth, timeout=WAIT) as api:
         location = make_location(api, auth, "mitte", kind="store")  # type: ignore[arg-type]
         variant = make_variant(api, auth, "tee")  # type: ignore[arg-type]
-    email = make_staff("associate", locations=(location,))
+    return location, variant, make_staff("associate", locations=(location,))
+
+
+async def _signed_in(browser: httpx.AsyncClient, email: str) -> str:
+    """Sign ``email`` in on ``browser``; returns the session's CSRF token."""
+    login = await browser.get("/console/login")
+    r = await browser.post(
+        "/console/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": csrf_in(login.text)},
+    )
+    assert r.status_code == 303, r.text
+    return csrf_in((await browser.get("/console/")).text)
+
+
+@pytest.mark.anyio
+async def test_the_stream_sends_a_receipt_made_in_the_console(
+    live_server: str, make_key: Callable[..., str], make_staff: Callable[..., str], db: Database
+) -> None:
+    location, variant, email = _store_with_a_tee(live_server, make_key, make_staff)
     async with httpx.AsyncClient(
         base_url=live_server, timeout=httpx.Timeout(WAIT, read=None)
     ) as browser:
-        login = await browser.get("/console/login")
-        r = await browser.post(
-            "/console/login",
-            data={"email": email, "password": PASSWORD, "csrf_token": csrf_in(login.text)},
-        )
-        assert r.status_code == 303, r.text
-        token = csrf_in((await browser.get("/console/")).text)
+        token = await _signed_in(browser, email)
         path = f"/console/products/{variant}/stream"
         async with browser.stream("GET", path) as response:
             assert response.status_code == 200, await response.aread()
@@ -204,21 +216,11 @@ async def test_a_console_stream_ends_soon_and_a_signed_out_page_cannot_reconnect
     """The session is checked when the stream (re)connects; a console stream lasts a minute
     (here a second), so a signed-out member's page stops updating that soon."""
     monkeypatch.setattr(console_products, "CONSOLE_STREAM_SECONDS", 1.0)
-    auth = {"Authorization": f"Bearer {make_key()}"}
-    with httpx.Client(base_url=live_server, headers=auth, timeout=WAIT) as api:
-        location = make_location(api, auth, "mitte", kind="store")  # type: ignore[arg-type]
-        variant = make_variant(api, auth, "tee")  # type: ignore[arg-type]
-    email = make_staff("associate", locations=(location,))
+    _, variant, email = _store_with_a_tee(live_server, make_key, make_staff)
     async with httpx.AsyncClient(
         base_url=live_server, timeout=httpx.Timeout(WAIT, read=None)
     ) as browser:
-        login = await browser.get("/console/login")
-        r = await browser.post(
-            "/console/login",
-            data={"email": email, "password": PASSWORD, "csrf_token": csrf_in(login.text)},
-        )
-        assert r.status_code == 303, r.text
-        token = csrf_in((await browser.get("/console/")).text)
+        token = await _signed_in(browser, email)
         path = f"/console/products/{variant}/stream"
         async with browser.stream("GET", path) as response:
             assert response.status_code == 200
