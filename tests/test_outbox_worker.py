@@ -299,6 +299,21 @@ def test_the_fan_out_is_queued_while_an_endpoint_is_enabled(db: Database) -> Non
     assert FANOUT not in consumers_of(before)
     assert FANOUT in consumers_of(after)
     assert FANOUT in consumers_of(put(db, "E"))
+    # A session used for a second transaction asks again.
+    with db.engine.begin() as conn:
+        conn.execute(update(WebhookEndpoint).values(status="disabled"))
+    session = db.sessions()
+    try:
+        first = emit(session, "test.outbox.x", aggregate_type="t", aggregate_id="2", payload={})
+        session.commit()
+        with db.engine.begin() as conn:
+            conn.execute(update(WebhookEndpoint).values(status="enabled"))
+        second = emit(session, "test.outbox.x", aggregate_type="t", aggregate_id="2", payload={})
+        session.commit()
+    finally:
+        session.close()
+    assert FANOUT not in consumers_of(first)
+    assert FANOUT in consumers_of(second)
 
 
 def test_stream_delivery_only_when_the_database_streams(database_url: str) -> None:

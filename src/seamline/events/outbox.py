@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, exists, insert, select, text
+from sqlalchemy import Table, event, exists, insert, select, text
 from sqlalchemy.orm import Session
 
 from seamline.db import bulk
@@ -39,8 +39,12 @@ def webhooks_on(session: Session) -> bool:
     return bool(known)
 
 
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
 def webhooks_changed(session: Session) -> None:
-    """An endpoint was created or enabled in this transaction: its later events see it."""
+    """Forget what ``webhooks_on`` read: an endpoint was created or enabled in this
+    transaction (its later events see it), or the transaction ended (a session used for
+    another one asks again)."""
     session.info.pop(_WEBHOOKS_ON, None)
 
 
