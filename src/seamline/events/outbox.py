@@ -205,8 +205,8 @@ def _deliveries(
 
 # PostgreSQL: the events and their deliveries in one statement (the deliveries join the
 # sequence numbers the events' INSERT returns), the events numbered in the order given; the
-# fan-out's deliveries only while an endpoint is enabled (asked here rather than by a query of
-# its own, unless the transaction already knows).
+# fan-out's deliveries only while an endpoint is enabled (asked by this statement itself, so
+# the lean path needs no query of its own).
 _TOGETHER = text(
     """
     WITH e AS (
