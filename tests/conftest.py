@@ -1,7 +1,7 @@
 """Test fixtures: a real database built by the migrations (SQLite always, PostgreSQL with --db).
 
 Every test gets an empty, migrated database: on SQLite a copy of a migrated template file, on
-PostgreSQL the same schema with every table truncated.
+PostgreSQL the same schema with the tables holding rows truncated and every sequence restarted.
 """
 
 from __future__ import annotations
@@ -116,10 +116,29 @@ def migrated_postgres(postgres_url: str | None) -> str | None:
 
 
 def _truncate_postgres(url: str) -> None:
+    """Empty the tables a test wrote to and restart every sequence.
+
+    One ``EXISTS`` per table in a single query finds the tables holding rows, and only those
+    are truncated: a ``TRUNCATE`` gives each table and index a new file (~10 ms apiece with
+    ``fsync`` on), so truncating all of them cost 0.6 s per test, most of the PostgreSQL run.
+    Sequences are restarted whether or not their table holds rows (a rolled-back insert
+    still advances them), as ``TRUNCATE … RESTART IDENTITY`` of every table did.
+    """
     engine = create_engine(url)
-    names = ", ".join(t.name for t in metadata.sorted_tables)
+    tables = [t.name for t in metadata.sorted_tables]
+    probe = " UNION ALL ".join(
+        f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {name})" for name in tables
+    )
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        used = list(conn.execute(text(probe)).scalars())
+        if used:
+            conn.execute(text(f"TRUNCATE {', '.join(used)} CASCADE"))
+        conn.execute(
+            text(
+                "SELECT setval(c.oid, s.seqstart, false) FROM pg_class c "
+                "JOIN pg_sequence s ON s.seqrelid = c.oid WHERE c.relkind = 'S'"
+            )
+        )
     engine.dispose()
 
 
