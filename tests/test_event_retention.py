@@ -23,9 +23,10 @@ def test_delivered_events_are_pruned_after_the_retention(
     db: Database, runtime: Runtime, clock: FrozenClock
 ) -> None:
     with db.transaction() as session:
-        # (cart events have a consumer, the customer timeline, whatever webhooks exist)
-        old = emit(session, "cart.created", aggregate_type="cart", aggregate_id="a", payload={})
-        stuck = emit(session, "cart.created", aggregate_type="cart", aggregate_id="b", payload={})
+        # (a customer's cart events have a consumer, the timeline, whatever webhooks exist)
+        mine = {"profile_id": "prf_someone"}
+        old = emit(session, "cart.created", aggregate_type="cart", aggregate_id="a", payload=mine)
+        stuck = emit(session, "cart.created", aggregate_type="cart", aggregate_id="b", payload=mine)
     runtime.worker().drain()
     with db.transaction() as session:
         # One event still has open work (a dead letter an operator may replay).

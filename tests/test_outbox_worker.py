@@ -39,6 +39,7 @@ MUTATOR = "test.outbox.mutator"
 CONCURRENT = "test.outbox.concurrent"
 SWALLOWER = "test.outbox.swallower"
 DUPER = "test.outbox.duper"
+PICKY = "test.outbox.picky"
 EFFECTS = "test_outbox_effects"
 
 
@@ -60,6 +61,12 @@ CRASHED: set[str] = set()
 def mutate_payload(session: Session, event: Event) -> None:
     event.payload["key"] = "mutated"
     event.payload.pop("keep", None)
+
+
+@registry.on("test.outbox.picky", name=PICKY, when=lambda payload: payload.get("want") is True)
+def picky(session: Session, event: Event) -> None:
+    """Acts only on events whose payload says ``want: true`` (its ``when`` says the same)."""
+    assert event.payload.get("want") is True
 
 
 @registry.on("test.outbox.*", name=RECORDER)
@@ -185,7 +192,8 @@ def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
     """``emit_rows`` (one statement on PostgreSQL) and ``emit_many`` (COPY there) write what
     ``emit`` would: sequence numbers in the order given, after an event emitted one by one in
     the same transaction, and one pending delivery per consumer that wants each event — the
-    webhook fan-out's only while an endpoint is enabled."""
+    webhook fan-out's only while an endpoint is enabled, a consumer with a ``when`` only for
+    the events it accepts."""
     with db.transaction() as session:
         add_endpoint(session, "enabled" if webhooks else "disabled")
     with db.transaction() as session:
@@ -200,12 +208,20 @@ def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
                 ),
                 Pending("test.outbox.mutate", "test", "a2", {"key": "2", "nested": {"n": [1, 2]}}),
                 Pending("nobody.wants.this", "test", "a3", {"key": "3"}),
+                Pending("test.outbox.picky", "test", "a4", {"key": "4", "want": True}),
+                Pending("test.outbox.picky", "test", "a5", {"key": "5", "want": False}),
             ],
         )
+        one_by_one = [
+            emit(
+                session, "test.outbox.picky", aggregate_type="test", aggregate_id=f"a{n}", payload=p
+            )
+            for n, p in ((6, {"key": "6", "want": True}), (7, {"key": "7"}))
+        ]
     with db.transaction(readonly=True) as session:
         events = session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq)).all()
-        assert [e.id for e in events] == [first, *ids]
-        assert [e.payload["key"] for e in events] == ["0", "1", "2", "3"]
+        assert [e.id for e in events] == [first, *ids, *one_by_one]
+        assert [e.payload["key"] for e in events] == ["0", "1", "2", "3", "4", "5", "6", "7"]
         assert events[1].payload["text"] == 'naïve 🚲 "quoted" \\ back'
         assert events[2].payload["nested"] == {"n": [1, 2]}
         found = {
@@ -220,9 +236,13 @@ def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
         (e.seq, c.name, f"test:{e.aggregate_id}")
         for e in events
         for c in registry.consumers_for(e.type)
-        if c.name != FANOUT or webhooks
+        if (c.name != FANOUT or webhooks) and (c.when is None or c.when(e.payload))
     }
     assert found == expected
+    # A consumer's ``when`` refuses an event: no delivery for it, the others' still written.
+    picked = {key for _, consumer, key in found if consumer == PICKY}
+    assert picked == {"test:a4", "test:a6"}
+    assert {key for _, consumer, key in found if consumer == RECORDER} >= {"test:a5", "test:a7"}
     assert any(consumer == FANOUT for _, consumer, _ in found) is webhooks
     assert (events[2].seq, MUTATOR, "test:a2") in found
     assert (events[1].seq, MUTATOR, "test:a1") not in found

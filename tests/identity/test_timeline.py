@@ -9,15 +9,22 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from seamline.db.engine import Database
+from seamline.events import registry
 from seamline.events.models import Delivery, OutboxEvent
 from seamline.events.outbox import emit
 from seamline.events.registry import Event
 from seamline.events.worker import to_event
 from seamline.identity import handlers, timeline
-from seamline.identity.customer_models import ChannelActivity, ProfileMetric, TimelineEntry
+from seamline.identity.customer_models import (
+    ChannelActivity,
+    CustomerOrder,
+    ProfileMetric,
+    TimelineEntry,
+)
+from seamline.identity.ingest import EVENT_TRACKED
 from seamline.runtime import Runtime
 from tests.identity.conftest import identifier
 
@@ -146,6 +153,123 @@ def test_which_events_reach_the_timeline(
         channels = list(session.scalars(select(ChannelActivity.channel)))
     assert failed == []
     assert channels == []
+
+
+def _derived_rows(db: Database) -> list[tuple[str, int]]:
+    """How many rows each table the two identity consumers write holds."""
+    tables = (TimelineEntry, ChannelActivity, ProfileMetric, CustomerOrder)
+    with db.transaction(readonly=True) as session:
+        return [
+            (t.__tablename__, session.scalar(select(func.count()).select_from(t)) or 0)
+            for t in tables
+        ]
+
+
+def test_events_a_consumer_refuses_get_no_delivery_and_would_change_nothing(
+    db: Database, runtime: Runtime, customer: str, send: Send
+) -> None:
+    """``identity.tracked`` takes only Segment order/refund calls, ``identity.timeline`` only
+    events naming a profile: their ``when``. Every payload the
+    ``when`` refuses changes nothing when handed to the handler anyway."""
+    completed = {"order_id": "so1", "currency": "EUR", "total": 12.5}
+    send("page", {"userId": "t1", "name": "Home", "timestamp": at(1)})
+    send("track", {"userId": "t1", "event": "Viewed", "timestamp": at(2)})
+    send(
+        "screen",
+        {"userId": "t1", "name": "Feed", "timestamp": at(3), "context": {"channel": "app"}},
+    )
+    send(
+        "track",
+        {"userId": "t1", "event": "Order Completed", "properties": completed, "timestamp": at(4)},
+    )
+    emit_event(db, "cart.created", {"cart_id": "crt_anon"}, "crt_anon")
+    emit_event(db, "cart.created", {"cart_id": "crt_1", "profile_id": customer}, "crt_1")
+    with db.transaction(readonly=True) as session:
+        delivered = sorted(
+            (consumer, str(payload.get("type") or payload.get("cart_id")))
+            for consumer, payload in session.execute(
+                select(Delivery.consumer, OutboxEvent.payload)
+                .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+                .where(Delivery.consumer.in_([handlers.TRACKED, handlers.TIMELINE]))
+            )
+        )
+    assert delivered == [
+        (handlers.TIMELINE, "crt_1"),
+        (handlers.TRACKED, "track"),  # Order Completed
+    ]
+    # Every call's channel is counted with the call itself: the screen's app, nothing else.
+    with db.transaction(readonly=True) as session:
+        counted = session.execute(select(ChannelActivity.channel, ChannelActivity.events_count))
+        assert counted.all() == [("app", 1)]
+    runtime.worker().drain()
+    before = _derived_rows(db)
+    assert dict(before)["customer_orders"] == 1
+    refused_tracked = [
+        {"type": "page", "name": "Home", "profile_id": customer, "timestamp": at(5)},
+        {
+            "type": "track",
+            "name": "Viewed",
+            "profile_id": customer,
+            "timestamp": at(5),
+            "channel": "",
+        },
+        {"type": "track", "name": "Order Completed", "timestamp": at(5)},  # no profile
+        {
+            "type": "track",
+            "name": "Order Completed",
+            "profile_id": customer,
+            "timestamp": "yesterday",
+        },
+        {
+            "type": "page",
+            "name": ["Order Completed"],
+            "profile_id": customer,
+            "timestamp": at(5),
+            "channel": "x" * 41,
+        },
+        {"type": "screen", "name": "Order Refunded", "profile_id": customer, "timestamp": at(5)},
+        {
+            "type": "screen",
+            "name": "Feed",
+            "profile_id": customer,
+            "timestamp": at(5),
+            "channel": "app",
+        },
+    ]
+    refused_timeline = [
+        {"cart_id": "crt_2"},
+        {"profile_id": "", "profile_ids": []},
+        {"profile_id": "p" * 41, "profile_ids": [None, 7], "channel": "web"},
+    ]
+    tracked = registry.consumer(handlers.TRACKED)
+    on_timeline = registry.consumer(handlers.TIMELINE)
+    assert tracked is not None
+    assert tracked.when is not None
+    assert on_timeline is not None
+    assert on_timeline.when is not None
+    for n, payload in enumerate(refused_tracked):
+        assert not tracked.when(payload)
+        with db.transaction() as session:
+            handlers.tracked_call(
+                session,
+                Event(f"evt_r{n}", 900 + n, EVENT_TRACKED, "profile", customer, payload, T0),
+            )
+    for n, payload in enumerate(refused_timeline):
+        assert not on_timeline.when(payload)
+        with db.transaction() as session:
+            handlers.domain_event(
+                session,
+                Event(
+                    f"evt_t{n}",
+                    950 + n,
+                    "order.placed",
+                    "order",
+                    "o9",
+                    {**payload, "order_id": "o9", "total_minor": 5, "currency": "EUR"},
+                    T0,
+                ),
+            )
+    assert _derived_rows(db) == before
 
 
 def test_an_event_may_name_several_profiles(

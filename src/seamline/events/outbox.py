@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from seamline.db import bulk
 from seamline.db.engine import EMITTED
 from seamline.events.models import Delivery, OutboxEvent, WebhookEndpoint
-from seamline.events.registry import consumers_for
+from seamline.events.registry import PayloadTest, consumers_for
 from seamline.kit import clock
 from seamline.kit.ids import new_id
 
@@ -48,17 +48,27 @@ def webhooks_changed(session: Session) -> None:
     session.info.pop(_WEBHOOKS_ON, None)
 
 
-def _consumers(session: Session, event_type: str, *, fanout_in_sql: bool = False) -> list[str]:
-    """The consumers an event of this type is delivered to (the stream's included); with
-    ``fanout_in_sql``, the fan-out's too (the statement writing them decides)."""
-    names = [
-        c.name
+# (consumer name, its payload test or None) for an event type
+_Wanted = list[tuple[str, PayloadTest | None]]
+
+
+def _consumers(session: Session, event_type: str, *, fanout_in_sql: bool = False) -> _Wanted:
+    """The consumers an event of this type is delivered to (the stream's included), each with
+    the payload test that may still refuse a given event; with ``fanout_in_sql``, the
+    fan-out's too (the statement writing them decides)."""
+    wanted: _Wanted = [
+        (c.name, c.when)
         for c in consumers_for(event_type)
         if c.name != FANOUT or fanout_in_sql or webhooks_on(session)
     ]
     if session.info.get(STREAM_ENABLED):
-        names.append(STREAM_CONSUMER)
-    return names
+        wanted.append((STREAM_CONSUMER, None))
+    return wanted
+
+
+def _names(wanted: _Wanted, payload: dict[str, Any]) -> list[str]:
+    """The consumers of ``wanted`` that take this event."""
+    return [name for name, when in wanted if when is None or when(payload)]
 
 
 def emit(
@@ -86,7 +96,7 @@ def emit(
     )
     session.add(row)
     session.flush()
-    names = _consumers(session, event_type)
+    names = _names(_consumers(session, event_type), payload)
     if names:
         key = f"{aggregate_type}:{aggregate_id}"
         session.execute(
@@ -190,16 +200,16 @@ def _deliveries(
     session: Session, refs: Sequence[Any], events: Sequence[Pending], *, fanout_in_sql: bool = False
 ) -> list[tuple[Any, tuple[str, str]]]:
     """(the event's ``ref``, (consumer, aggregate key)) for every delivery of ``events``."""
-    consumers: dict[str, list[str]] = {}
+    consumers: dict[str, _Wanted] = {}
     found = []
     for ref, e in zip(refs, events, strict=True):
-        names = consumers.get(e.event_type)
-        if names is None:
-            names = consumers[e.event_type] = _consumers(
+        wanted = consumers.get(e.event_type)
+        if wanted is None:
+            wanted = consumers[e.event_type] = _consumers(
                 session, e.event_type, fanout_in_sql=fanout_in_sql
             )
         key = f"{e.aggregate_type}:{e.aggregate_id}"
-        found += [(ref, (name, key)) for name in names]
+        found += [(ref, (name, key)) for name in _names(wanted, e.payload)]
     return found
 
 

@@ -70,6 +70,8 @@ EventHandler = Callable[[Session, Event], None]
 # A consumer's handler for a run of its events at once (in event order), for the worker.
 EventsHandler = Callable[[Session, list[Event]], None]
 TimerHandler = Callable[[Session, str, dict[str, Any]], None]
+# Whether a consumer acts on an event, from its payload alone (``on(..., when=…)``).
+PayloadTest = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Consumer:
     # The same reaction for several events in one call (``on_many``): fewer statements per
     # event. It must leave what calling ``handler`` on each event in order would leave.
     many: EventsHandler | None = None
+    # Events of a wanted type whose payload this refuses get no delivery for the consumer:
+    # its handler would do nothing with them (``on(..., when=…)``).
+    when: PayloadTest | None = None
 
     def wants(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
@@ -98,18 +103,25 @@ _loaded: set[str] = set()
 _lock = threading.Lock()
 
 
-def on(*patterns: str, name: str | None = None) -> Callable[[EventHandler], EventHandler]:
+def on(
+    *patterns: str, name: str | None = None, when: PayloadTest | None = None
+) -> Callable[[EventHandler], EventHandler]:
     """Register a transactional handler for event types (``fnmatch`` patterns such as ``order.*``).
 
     The handler runs inside the worker's transaction together with marking the delivery done,
     so its database effects happen exactly once even if the worker dies.
+
+    ``when(payload)``, if given, is asked as each event is written: an event it refuses gets no
+    delivery for this consumer (no row, claim or "done" update). It must refuse only events the
+    handler would do nothing with, since the handler never sees them (a test runs the handler
+    on refused events and finds nothing changed); it must be a pure function of the payload.
     """
 
     def register(fn: EventHandler) -> EventHandler:
         consumer_name = name or f"{fn.__module__}.{fn.__qualname__}"
         if consumer_name.startswith(RESERVED_PREFIXES):
             raise ValueError(f"consumer names starting with {RESERVED_PREFIXES} are reserved")
-        _consumers[consumer_name] = Consumer(consumer_name, patterns or ("*",), fn)
+        _consumers[consumer_name] = Consumer(consumer_name, patterns or ("*",), fn, when=when)
         return fn
 
     return register

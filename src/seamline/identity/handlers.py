@@ -2,8 +2,9 @@
 
 Two consumers, so each event costs one delivery here:
 
-- ``identity.tracked`` (``customer.event_tracked``): counts the call's channel, and turns the
-  Segment e-commerce calls ``Order Completed`` / ``Order Refunded`` into orders and refunds.
+- ``identity.tracked`` (``customer.event_tracked``): turns the Segment e-commerce calls
+  ``Order Completed`` / ``Order Refunded`` into orders and refunds (its delivery is written for
+  those calls only; ingestion counts every call's channel itself).
 - ``identity.timeline`` (domain events about a customer): puts the event on the profile's
   timeline, counts its channel, and turns ``order.placed`` / ``order.refunded`` into orders
   and refunds. The timeline row's unique (event, profile) makes the whole reaction idempotent.
@@ -82,30 +83,38 @@ def _minor(value: object) -> int | None:
 TRACKED = "identity.tracked"
 
 
-@on(EVENT_TRACKED, name=TRACKED)
+def _tracked_acts(payload: dict[str, Any]) -> bool:
+    """Whether ``tracked_calls`` does anything with the call: only Segment order and refund
+    calls (ingestion counts every call's channel itself); every other call gets no delivery."""
+    name = payload.get("name")
+    if not (payload.get("type") == "track" and isinstance(name, str) and name in ORDER_CALLS):
+        return False
+    return (
+        isinstance(payload.get("profile_id"), str) and _time(payload.get("timestamp")) is not None
+    )
+
+
+@on(EVENT_TRACKED, name=TRACKED, when=_tracked_acts)
 def tracked_call(session: Session, event: Event) -> None:
-    """Channel activity for every call; orders and refunds from Segment e-commerce calls."""
+    """Orders and refunds from Segment e-commerce calls."""
     tracked_calls(session, [event])
 
 
 @on_many(TRACKED)
 def tracked_calls(session: Session, events: list[Event]) -> None:
-    """``tracked_call`` for several events: their channel counts in one upsert, the rare
-    order and refund calls one by one, in event order."""
-    touched: list[tuple[str, str, datetime]] = []
+    """``tracked_call`` for several events: the order and refund calls one by one, in event
+    order. (A call's channel activity is counted by ingestion, in the transaction that
+    stores the call: one upsert per batch of calls, not a delivery per call.)"""
     for event in events:
         payload = event.payload
         profile_id = payload.get("profile_id")
         at = _time(payload.get("timestamp"))
         if not isinstance(profile_id, str) or at is None:
             continue
-        channel = _channel(payload.get("channel"))
-        if channel is not None:
-            touched.append((profile_id, channel, at))
         name = payload.get("name")
         if payload.get("type") == "track" and name in ORDER_CALLS:
+            channel = _channel(payload.get("channel"))
             _tracked_commerce(session, event, profile_id, at, channel)
-    metrics.touch_channels(session, touched)
 
 
 def _tracked_commerce(
@@ -192,7 +201,12 @@ def _profiles_named(payload: dict[str, Any]) -> list[str]:
 TIMELINE = "identity.timeline"
 
 
-@on(*TIMELINE_TYPES, name=TIMELINE)
+def _names_a_profile(payload: dict[str, Any]) -> bool:
+    """Whether the event concerns a customer (an anonymous cart's events do not, yet)."""
+    return bool(_profiles_named(payload))
+
+
+@on(*TIMELINE_TYPES, name=TIMELINE, when=_names_a_profile)
 def domain_event(session: Session, event: Event) -> None:
     """Put a domain event on the timeline of each profile it names (``profile_id``, and any
     ``profile_ids``); count its channel; count orders and refunds of the first profile."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from seamline.db import bulk
 from seamline.events import outbox
-from seamline.identity import graph_writes, normalize, privacy, resolution
+from seamline.identity import graph_writes, metrics, normalize, privacy, resolution
 from seamline.identity.ingest_links import Links
 from seamline.identity.models import (
     NAME_MAX,
@@ -125,6 +125,10 @@ def record_calls(
     result.resolved = links.resolve(key_id)
     _emit_tracked(session, kept)
     graph_writes.touch_seen(session, seen)
+    # The profiles' channel activity, counted with the calls (one upsert for the batch).
+    metrics.touch_channels(
+        session, [(p.profile_id, p.channel, p.timestamp.astimezone(UTC)) for p in kept if p.channel]
+    )
     return result
 
 
