@@ -8,8 +8,9 @@ pre-serialised batches (bench/identity/workload.py). The server's RSS is sampled
 every half second, so growth with volume shows.
 
 ``SEAMLINE_BENCH_INGEST_WORKER=none`` starts ``seamline serve --no-worker`` (deliveries queue up
-and nobody delivers them), ``=separate`` the same plus a ``seamline worker`` process (its CPU
-is reported apart); unset, the worker is embedded as users run it by default.
+and nobody delivers them), ``=separate`` the same plus ``SEAMLINE_BENCH_INGEST_WORKERS`` (1)
+``seamline worker`` processes, started before the clock starts (their CPU is reported apart);
+unset, the worker is embedded as users run it by default.
 
 ``SEAMLINE_INGEST_MODE=queued`` (or ``run(..., ingest_mode="queued")``) runs the server in
 queued ingestion mode: the answer comes after the validated calls are committed to the inbox,
@@ -118,6 +119,19 @@ def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
         return time.perf_counter() - started
 
 
+def _wait_for_worker(worker: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    """Until the worker process has started (imports done, first round about to run), so its
+    start-up is not counted in the measured window, as the API server's is not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"seamline worker exited:\n{log.read_text()[-2000:]}")
+        if "worker_started" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("seamline worker did not start")
+
+
 def _inbox_calls(url: str) -> int:
     with psycopg.connect(pg_dsn(url)) as conn:
         # Rows the drain gave up on (state 'failed') are not waiting for anybody.
@@ -173,17 +187,24 @@ def run(
         results["worker"] = mode
         server = Server(1, env, logs) if mode == "embedded" else _NoWorkerServer(1, env, logs)
         server.start()
-        worker: subprocess.Popen[bytes] | None = None
+        workers: list[subprocess.Popen[bytes]] = []
         if mode == "separate":
-            with open(logs / "worker.stderr", "wb") as err:
-                worker = subprocess.Popen(
-                    [seamline_exe(), "worker"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    start_new_session=True,
-                )
-        worker_cpu0 = cpu_seconds(worker.pid) if worker else 0.0
+            count = int(os.environ.get("SEAMLINE_BENCH_INGEST_WORKERS", "1"))
+            results["worker_processes"] = count
+            for n in range(count):
+                with open(logs / f"worker{n}.stderr", "wb") as err:
+                    workers.append(
+                        subprocess.Popen(
+                            [seamline_exe(), "worker"],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=err,
+                            start_new_session=True,
+                        )
+                    )
+            for n, worker in enumerate(workers):
+                _wait_for_worker(worker, logs / f"worker{n}.stderr")
+        worker_cpu0 = sum(cpu_seconds(w.pid) for w in workers)
         assert server.process is not None
         pid = server.process.pid
         samples: list[tuple[float, int, float]] = []
@@ -245,8 +266,10 @@ def run(
                 drained_seconds = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
         load_at_end = os.getloadavg()
-        if worker is not None:
-            results["worker_cpu_seconds"] = round(cpu_seconds(worker.pid) - worker_cpu0, 1)
+        if workers:
+            cpu = sum(cpu_seconds(w.pid) for w in workers) - worker_cpu0
+            results["worker_cpu_seconds"] = round(cpu, 1)
+        for worker in workers:
             worker.send_signal(signal.SIGINT)
             try:
                 worker.wait(timeout=30)
