@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from seamline.carts import merge
+from seamline.carts import handlers, merge
 from seamline.carts.models import Cart
 from seamline.db.engine import Database
+from seamline.events.registry import Event
 from seamline.runtime import Runtime
 from tests.carts.conftest import Headers, Shop, add, bearer, cart_events, drain, get, new_cart
 from tests.carts.conftest import quantities as qty
 from tests.identity.conftest import identifier
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def count_statements(db: Database, into: list[str]) -> Iterator[None]:
+    def record(*args: object) -> None:
+        if not str(args[2]).startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is no query
+            into.append(str(args[2]))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 @pytest.fixture
@@ -148,3 +166,54 @@ def test_staff_cannot_merge_two_customers(
     assert r.json()["code"] == "different_customers"
     with db.transaction(readonly=True) as session:
         assert session.get(Cart, bob["id"]).status == "open"  # type: ignore[union-attr]
+
+
+def test_the_batch_form_merges_only_clusters_with_an_open_cart(
+    client: TestClient,
+    auth: Headers,
+    pk: Headers,
+    ek: Headers,
+    shop: Shop,
+    db: Database,
+    runtime: Runtime,
+) -> None:
+    """``profile.merged`` events of shoppers without a cart cost one query for the batch; the
+    others are merged as one at a time would merge them, in event order."""
+    for user, devices in (("u-a", ("a-1", "a-2")), ("u-b", ("b-1",)), ("u-c", ("c-1",))):
+        for device in devices:
+            r = client.post(
+                "/v1/identify", json={"userId": user, "anonymousId": device}, headers=ek
+            )
+            assert r.status_code == 200, r.text
+    drain(runtime)
+    a, b, c = (identifier(db, "user_id", u).profile_id for u in ("u-a", "u-b", "u-c"))
+    # A: two anonymous carts on its two devices; B: none; C: its own cart only.
+    first = new_cart(client, pk, shop, anonymous_id="a-1")
+    add(client, pk, first["id"], shop.variants["MAT-1"], 1)
+    second = new_cart(client, pk, shop, anonymous_id="a-2")
+    add(client, pk, second["id"], shop.variants["KB-16"], 2)
+    own = new_cart(client, auth, shop, profile_id=c)
+    # And a stranger's anonymous cart, which no cluster holds.
+    new_cart(client, pk, shop, anonymous_id="nobody")
+
+    def merged_event(profile_id: str, seq: int) -> Event:
+        payload = {"profile_id": profile_id}
+        return Event(f"evt_m{seq}", seq, "profile.merged", "profile", profile_id, payload, T0)
+
+    with db.transaction(readonly=True) as session:
+        assert merge.with_open_carts(session, [a, b, c, "prf_unknown"]) == {a, c}
+    statements: list[str] = []
+    with db.transaction() as session, count_statements(db, statements):
+        handlers.merge_on_identify_many(session, [merged_event(b, 1), merged_event(b, 2)])
+    assert len(statements) == 1  # nothing to merge: the one query
+    with db.transaction() as session:
+        handlers.merge_on_identify_many(
+            session, [merged_event(b, 3), merged_event(a, 4), merged_event(c, 5)]
+        )
+    kept = [get(client, pk, first["id"]), get(client, pk, second["id"])]
+    assert sorted(cart["status"] for cart in kept) == ["merged", "open"]
+    survivor = next(cart for cart in kept if cart["status"] == "open")
+    assert qty(survivor) == {"MAT-1": 1, "KB-16": 2}
+    assert survivor["profile_id"] is not None
+    assert get(client, auth, own["id"])["status"] == "open"
+    assert [e.type for e in cart_events(db, own["id"])] == ["cart.created"]

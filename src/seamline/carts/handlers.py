@@ -9,20 +9,39 @@ open cart and changes nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from seamline.carts import merge
 from seamline.carts.models import Cart, SavedList
-from seamline.events.registry import Event, on
+from seamline.events.registry import Event, on, on_many
 from seamline.identity.erasure import ERASED, ErasureScope, on_erase
 
+MERGE = "carts.merge"
 
-@on("profile.merged", name="carts.merge")
+
+def _names_a_profile(payload: dict[str, Any]) -> bool:
+    profile_id = payload.get("profile_id")
+    return isinstance(profile_id, str) and bool(profile_id)
+
+
+@on("profile.merged", name=MERGE, when=_names_a_profile)
 def merge_on_identify(session: Session, event: Event) -> None:
-    profile_id = event.payload.get("profile_id")
-    if isinstance(profile_id, str) and profile_id:
-        merge.merge_on_identify(session, profile_id)
+    merge_on_identify_many(session, [event])
+
+
+@on_many(MERGE)
+def merge_on_identify_many(session: Session, events: list[Event]) -> None:
+    """``merge_on_identify`` for several events: one query finds the clusters with an open
+    cart; only those are locked and merged, one by one in event order."""
+    named = [e.payload.get("profile_id") for e in events]
+    profiles = [p for p in named if isinstance(p, str) and p]
+    carrying = merge.with_open_carts(session, profiles)
+    for profile_id in profiles:
+        if profile_id in carrying:
+            merge.merge_on_identify(session, profile_id)
 
 
 @on_erase("carts")

@@ -19,14 +19,18 @@ Running it again finds one open cart and does nothing, so a replayed event is ha
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from seamline.auth.service import Caller
 from seamline.carts import service, sharing
 from seamline.carts.models import Cart
 from seamline.carts.view import cart_lines
-from seamline.identity.models import Profile
+from seamline.db import bulk
+from seamline.identity.models import Identifier, Profile
+from seamline.identity.normalize import ANONYMOUS_ID
 from seamline.kit import clock
 from seamline.kit.errors import Conflict, FieldError
 from seamline.pricing.loader import code_key
@@ -169,6 +173,39 @@ def merge_cluster(session: Session, cluster_id: str, *, key_id: str | None = Non
         if other.id != target.id:
             merge_into(session, target, other, key_id=key_id, reason="identified")
     return target
+
+
+def with_open_carts(session: Session, profile_ids: Sequence[str]) -> set[str]:
+    """Those of ``profile_ids`` whose cluster has an open cart (its profiles', or one of an
+    anonymous id a profile of it holds, as ``sharing.owned_by_cluster`` counts them): one
+    query for any number, so ``profile.merged`` events of shoppers without a cart — most of
+    them, for visitors identified through the event API — cost no more than that."""
+    if not profile_ids:
+        return set()
+    member = aliased(Profile)
+    own = (
+        select(Cart.id)
+        .join(member, member.id == Cart.profile_id)
+        .where(member.cluster_id == Profile.cluster_id, Cart.status == "open")
+    )
+    anonymous = (
+        select(Cart.id)
+        .join(Identifier, Identifier.value == Cart.anonymous_id)
+        .join(member, member.id == Identifier.profile_id)
+        .where(
+            member.cluster_id == Profile.cluster_id,
+            Identifier.kind == ANONYMOUS_ID,
+            Cart.profile_id.is_(None),
+            Cart.status == "open",
+        )
+    )
+    found = session.scalars(
+        select(Profile.id).where(
+            bulk.among(session, Profile.id, sorted(set(profile_ids))),
+            or_(exists(own), exists(anonymous)),
+        )
+    )
+    return set(found)
 
 
 def merge_on_identify(session: Session, profile_id: str) -> Cart | None:
