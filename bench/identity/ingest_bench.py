@@ -15,7 +15,8 @@ unset, the worker is embedded as users run it by default.
 ``SEAMLINE_INGEST_MODE=queued`` (or ``run(..., ingest_mode="queued")``) runs the server in
 queued ingestion mode: the answer comes after the validated calls are committed to the inbox,
 and the run also waits until the worker has drained it, reporting both the acknowledgement rate
-and the end-to-end rate (first request to empty inbox).
+and the end-to-end rate (first request to empty inbox), then until the stored calls' events
+are delivered too ("settled": no pending delivery left).
 """
 
 from __future__ import annotations
@@ -130,6 +131,14 @@ def _wait_for_worker(worker: subprocess.Popen[bytes], log: Path, seconds: float 
             return
         time.sleep(0.1)
     raise RuntimeError("seamline worker did not start")
+
+
+def _pending_deliveries(url: str) -> int:
+    with psycopg.connect(pg_dsn(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM event_deliveries WHERE status = 'pending'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _inbox_calls(url: str) -> int:
@@ -253,6 +262,7 @@ def run(
             bar.update(task, completed=done["events"])
         elapsed = time.perf_counter() - started
         drained_seconds: float | None = None
+        settled_seconds: float | None = None
         if ingest_mode == "queued" and mode != "none":
             # End to end: until the worker has resolved and stored every acknowledged call.
             with progress(console) as bar:
@@ -264,6 +274,19 @@ def run(
                 bar.update(task, completed=events - left)
             if left == 0:
                 drained_seconds = time.perf_counter() - started
+                # Settled: the stored calls' events delivered too (carts merged on identify,
+                # purchase metrics of order calls, webhooks): the work the calls left behind.
+                with progress(console) as bar:
+                    first = _pending_deliveries(url)
+                    task = bar.add_task("worker delivering their events", total=max(first, 1))
+                    while (waiting := _pending_deliveries(url)) > 0 and (
+                        time.monotonic() < deadline
+                    ):
+                        bar.update(task, completed=first - waiting)
+                        time.sleep(0.2)
+                    bar.update(task, completed=first - waiting)
+                if waiting == 0:
+                    settled_seconds = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
         load_at_end = os.getloadavg()
         if workers:
@@ -328,6 +351,13 @@ def run(
         end_to_end_ratio=(
             None if drained_seconds is None else round(events / drained_seconds / raw_rate, 4)
         ),
+        settled_seconds=None if settled_seconds is None else round(settled_seconds, 1),
+        settled_events_per_second=(
+            None if settled_seconds is None else round(events / settled_seconds)
+        ),
+        settled_ratio=(
+            None if settled_seconds is None else round(events / settled_seconds / raw_rate, 4)
+        ),
         load_average_at_start=[round(x, 2) for x in load_at_start],
         load_average_at_end=[round(x, 2) for x in load_at_end],
         failures=failures[:5],
@@ -349,6 +379,12 @@ def run(
         table.add_row(
             "end to end: first request to inbox drained by the worker",
             f"{e2e:,.0f} events/s ({e2e / raw_rate:.3f}x COPY, {drained_seconds:.1f} s)",
+        )
+    if settled_seconds is not None:
+        settled = events / settled_seconds
+        table.add_row(
+            "settled: until their events are delivered as well",
+            f"{settled:,.0f} events/s ({settled / raw_rate:.3f}x COPY, {settled_seconds:.1f} s)",
         )
     table.add_row(
         "batch latency p50 / p99", f"{results['batch_p50_ms']} / {results['batch_p99_ms']} ms"
