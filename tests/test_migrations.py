@@ -9,6 +9,7 @@ from sqlalchemy import inspect, text
 from seamline.db import migrate
 from seamline.db.engine import Database
 from seamline.db.models import metadata
+from tests.statements import recorded
 
 
 def table_names(db: Database) -> set[str]:
@@ -54,20 +55,11 @@ def test_sqlite_writes_begin_immediate(db: Database) -> None:
     """Two writers never deadlock on a lock upgrade: the second waits at BEGIN."""
     if not db.is_sqlite:
         pytest.skip("SQLite locking")
-    statements: list[str] = []
-    from sqlalchemy import event
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with recorded(db) as statements:
         with db.transaction() as session:
             session.execute(text("SELECT 1"))
         with db.transaction(readonly=True) as session:
             session.execute(text("SELECT 1"))
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     assert statements[:2] == ["BEGIN IMMEDIATE", "SELECT 1"]
     assert statements[2:4] == ["BEGIN", "SELECT 1"]
 

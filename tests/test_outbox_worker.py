@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -33,6 +32,7 @@ from seamline.kit.clock import FrozenClock
 from seamline.kit.crypto import SecretBox
 from seamline.runtime import Runtime
 from seamline.settings import Settings, get_settings
+from tests.statements import recorded
 
 RECORDER = "test.outbox.recorder"
 MUTATOR = "test.outbox.mutator"
@@ -456,17 +456,9 @@ def test_a_handler_cannot_change_the_event_another_consumer_sees(
 # -- 3b. one savepoint per batch, split at a failing handler -------------------------------------
 def statements_of(db: Database, fn: Any) -> list[str]:
     """The SQL statements ``fn`` sends (upper-cased), in order."""
-    sent: list[str] = []
-
-    def record_statement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement.upper())
-
-    sa_event.listen(db.engine, "before_cursor_execute", record_statement)
-    try:
+    with recorded(db) as sent:
         fn()
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", record_statement)
-    return sent
+    return [statement.upper() for statement in sent]
 
 
 def test_a_clean_batch_takes_one_savepoint_and_one_done_update(

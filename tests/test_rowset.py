@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from seamline.db.engine import Database
 from seamline.db.rowset import insert_rows
 from seamline.identity.customer_models import TimelineEntry
 from seamline.identity.models import Profile
+from tests.statements import recorded
 
 T0 = datetime(2026, 3, 1, 12, 30, 0, 123456, tzinfo=UTC)
 
@@ -38,24 +38,15 @@ def _entries(n: int, start: int = 0) -> list[dict[str, Any]]:
 def test_rows_round_trip_and_the_statement_text_is_the_same_for_any_count(db: Database) -> None:
     with db.transaction() as session:
         session.add(Profile(id="prf_rows", cluster_id="prf_rows", created_at=T0, updated_at=T0))
-    sent: list[str] = []
-
-    def listener(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    sa_event.listen(db.engine, "before_cursor_execute", listener)
-    try:
-        with db.transaction() as session:
-            for count, start in ((1, 0), (3, 1), (7, 4)):
-                stmt = insert_rows(session, TimelineEntry, _entries(count, start))
-                stmt = stmt.on_conflict_do_nothing(index_elements=["event_id", "profile_id"])
-                session.execute(stmt.returning(TimelineEntry.__table__.c.event_id))
-            # A conflicting row is skipped, as ON CONFLICT says.
-            again = insert_rows(session, TimelineEntry, _entries(2, 10))
-            again = again.on_conflict_do_nothing(index_elements=["event_id", "profile_id"])
-            new = session.execute(again.returning(TimelineEntry.__table__.c.event_id)).all()
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", listener)
+    with recorded(db) as sent, db.transaction() as session:
+        for count, start in ((1, 0), (3, 1), (7, 4)):
+            stmt = insert_rows(session, TimelineEntry, _entries(count, start))
+            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id", "profile_id"])
+            session.execute(stmt.returning(TimelineEntry.__table__.c.event_id))
+        # A conflicting row is skipped, as ON CONFLICT says.
+        again = insert_rows(session, TimelineEntry, _entries(2, 10))
+        again = again.on_conflict_do_nothing(index_elements=["event_id", "profile_id"])
+        new = session.execute(again.returning(TimelineEntry.__table__.c.event_id)).all()
     assert [row[0] for row in new] == ["evt_11"]
     inserts = [s for s in sent if s.lstrip().upper().startswith("INSERT")]
     if db.is_sqlite:

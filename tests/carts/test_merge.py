@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from seamline.carts import handlers, merge
 from seamline.carts.models import Cart
@@ -18,21 +17,9 @@ from seamline.runtime import Runtime
 from tests.carts.conftest import Headers, Shop, add, bearer, cart_events, drain, get, new_cart
 from tests.carts.conftest import quantities as qty
 from tests.identity.conftest import identifier
+from tests.statements import recorded
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@contextlib.contextmanager
-def count_statements(db: Database, into: list[str]) -> Iterator[None]:
-    def record(*args: object) -> None:
-        if not str(args[2]).startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is no query
-            into.append(str(args[2]))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 @pytest.fixture
@@ -202,10 +189,10 @@ def test_the_batch_form_merges_only_clusters_with_an_open_cart(
 
     with db.transaction(readonly=True) as session:
         assert merge.with_open_carts(session, [a, b, c, "prf_unknown"]) == {a, c}
-    statements: list[str] = []
-    with db.transaction() as session, count_statements(db, statements):
+    with db.transaction() as session, recorded(db) as sent:
         handlers.merge_on_identify_many(session, [merged_event(b, 1), merged_event(b, 2)])
-    assert len(statements) == 1  # nothing to merge: the one query
+    # Nothing to merge: the one query (SQLite's BEGIN IMMEDIATE is no query).
+    assert len([s for s in sent if not s.startswith("BEGIN")]) == 1
     with db.transaction() as session:
         handlers.merge_on_identify_many(
             session, [merged_event(b, 3), merged_event(a, 4), merged_event(c, 5)]

@@ -19,6 +19,7 @@ from seamline.payments.providers import luhn_valid
 from seamline.pricing.models import Promotion, PromotionUsage
 from tests.catalog_helpers import events
 from tests.orders.conftest import Shop, cart_status
+from tests.statements import recorded
 from tests.stock_helpers import level
 
 CARD = {"provider": "test", "token": "tok_test_success"}
@@ -254,25 +255,19 @@ def test_statements_per_checkout(
     itself: no idempotency record): every SQL statement the request sends, savepoints and
     multi-row inserts counted once each. Fails if the count grows back (it was ~80 before the
     lean path, 38 before the cuts of 2026-11-24)."""
-    from sqlalchemy import event
 
     warm = make_cart([(shop.bell, 1, None), (shop.mat, 1, None)])
     assert pay(client, warm, shop.auth, key="warm").status_code == 201
     cart = make_cart([(shop.bell, 1, None), (shop.mat, 1, None)])
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        text_ = " ".join(statement.split())
-        # The stock stream's poller reads in its own (deferred) transactions meanwhile.
-        if text_.startswith("BEGIN") or "FROM outbox_events WHERE outbox_events.seq >" in text_:
-            return
-        seen.append(text_[:110])
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with recorded(db) as sent:
         assert pay(client, cart, shop.auth).status_code == 201
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    flat = [" ".join(statement.split()) for statement in sent]
+    # The stock stream's poller reads in its own (deferred) transactions meanwhile.
+    seen = [
+        s[:110]
+        for s in flat
+        if not s.startswith("BEGIN") and "FROM outbox_events WHERE outbox_events.seq >" not in s
+    ]
     if os.environ.get("SEAMLINE_SHOW_STATEMENTS"):
         print(f"\n{len(seen)} statements:\n" + "\n".join(seen))
     # The lean path leaves no COPY (invisible to this listener) in the request.
