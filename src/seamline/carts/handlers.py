@@ -36,8 +36,7 @@ def merge_on_identify(session: Session, event: Event) -> None:
 def merge_on_identify_many(session: Session, events: list[Event]) -> None:
     """``merge_on_identify`` for several events: one query finds the clusters with an open
     cart; only those are locked and merged, one by one in event order."""
-    named = [e.payload.get("profile_id") for e in events]
-    profiles = [p for p in named if isinstance(p, str) and p]
+    profiles = [e.payload["profile_id"] for e in events if _names_a_profile(e.payload)]
     carrying = merge.with_open_carts(session, profiles)
     for profile_id in profiles:
         if profile_id in carrying:
