@@ -601,3 +601,42 @@ def test_single_call_requests_fill_a_drain_like_batches(
     assert len(stored) == 600
     gaps = {b.received_at - a.received_at for a, b in itertools.pairwise(stored)}
     assert gaps == {timedelta(seconds=1)}
+
+
+@pytest.mark.postgres_only
+def test_two_drains_take_consecutive_rows(db: Database, clock: FrozenClock) -> None:
+    """A drain skips the rows another drain holds and takes the next ones (as many rows as it
+    chose), instead of finding its candidates locked and draining what is left of them."""
+    from seamline.identity import wire
+
+    def enqueue(user: str, tag: str, calls: int) -> None:
+        batch = wire.parse_batch(
+            {
+                "batch": [
+                    {"type": "track", "userId": user, "event": "Viewed", "messageId": f"{tag}-{n}"}
+                    for n in range(calls)
+                ]
+            }
+        )
+        with db.transaction() as session:
+            ingest_queue.enqueue(
+                session, batch.calls, key_id="key-1", received_at=clock.advance(seconds=1)
+            )
+
+    # Both people known first, so neither drain creates identifiers (no graph lock to share).
+    enqueue("u1", "seed1", 1)
+    enqueue("u2", "seed2", 1)
+    assert ingest_queue.drain(db) == 2
+    for row in range(3):
+        enqueue("u1", f"a{row}", 10)
+    for row in range(3):
+        enqueue("u2", f"b{row}", 10)
+    with db.transaction() as first:
+        assert ingest_queue.drain_in(first, max_calls=30) == 30  # u1's rows, held till commit
+        with db.transaction() as second:
+            assert ingest_queue.drain_in(second, max_calls=30) == 30  # u2's, not none
+    with db.transaction(readonly=True) as session:
+        assert ingest_queue.pending(session) == 0
+    stored = {e.message_id.split("-")[0][0] for e in events(db) if "seed" not in e.message_id}
+    assert stored == {"a", "b"}
+    assert count(db, TrackedEvent) == 62

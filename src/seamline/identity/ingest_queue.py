@@ -181,22 +181,29 @@ def _drain_page(
         total += count
     if not chosen:
         return 0, None
-    stmt = (
-        select(
-            IngestInbox.id,
-            IngestInbox.key_id,
-            IngestInbox.received_at,
-            IngestInbox.count,
-            IngestInbox.attempts,
-            IngestInbox.calls,
-        )
+    stmt = select(
+        IngestInbox.id,
+        IngestInbox.key_id,
+        IngestInbox.received_at,
+        IngestInbox.count,
+        IngestInbox.attempts,
+        IngestInbox.calls,
+    ).order_by(IngestInbox.id)
+    if session.get_bind().dialect.name == "postgresql" and skip_locked:
+        # As many rows as were chosen, from the first chosen on, skipping rows another drain
+        # holds: two drains take consecutive runs of rows instead of the second finding the
+        # same candidates locked and draining the few left (docs/identity.md). The state is
+        # re-checked under the lock; rows past the call budget stay pending for the next drain.
+        stmt = stmt.where(IngestInbox.state == PENDING, IngestInbox.id >= chosen[0])
+        if upto is not None:
+            stmt = stmt.where(IngestInbox.id <= upto)
+        stmt = stmt.limit(len(chosen)).with_for_update(skip_locked=True)
+    else:
         # Re-checked under the lock: another worker may have drained or failed a row since.
-        .where(bulk.among(session, IngestInbox.id, chosen), IngestInbox.state == PENDING)
-        .order_by(IngestInbox.id)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=skip_locked)
-    rows = [_Row(*row) for row in session.execute(stmt)]
+        stmt = stmt.where(bulk.among(session, IngestInbox.id, chosen), IngestInbox.state == PENDING)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+    rows = _within(session.execute(stmt), max_calls)
     drained: list[int] = []
     calls = 0
     for group in _groups(rows):
@@ -207,6 +214,19 @@ def _drain_page(
             execution_options={"synchronize_session": False},
         )
     return calls, chosen[-1]
+
+
+def _within(found: Any, max_calls: int) -> list[_Row]:
+    """The rows, oldest first, up to ``max_calls`` calls (at least one row)."""
+    rows: list[_Row] = []
+    total = 0
+    for raw in found:
+        row = _Row(*raw)
+        if rows and total + row.count > max_calls:
+            break
+        rows.append(row)
+        total += row.count
+    return rows
 
 
 def _groups(rows: Sequence[_Row]) -> list[list[_Row]]:
