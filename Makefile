@@ -43,7 +43,10 @@ pytest-postgres: $(DEV_STAMP)
 		echo "SEAMLINE_TEST_DATABASE_URL not set: skipping the PostgreSQL run"; \
 	fi
 
-test: lint typecheck pytest pytest-postgres
+# The SQLite and PostgreSQL runs go side by side (two cores: each run is mostly one busy
+# process); make prints each run's output whole when it ends, and fails if either fails.
+test: lint typecheck
+	@$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-postgres
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
