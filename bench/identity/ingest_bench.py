@@ -133,21 +133,19 @@ def _wait_for_worker(worker: subprocess.Popen[bytes], log: Path, seconds: float 
     raise RuntimeError("seamline worker did not start")
 
 
-def _pending_deliveries(url: str) -> int:
+def _number(url: str, sql: str) -> int:
     with psycopg.connect(pg_dsn(url)) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM event_deliveries WHERE status = 'pending'"
-        ).fetchone()
+        row = conn.execute(sql).fetchone()
     return int(row[0]) if row else 0
+
+
+def _pending_deliveries(url: str) -> int:
+    return _number(url, "SELECT count(*) FROM event_deliveries WHERE status = 'pending'")
 
 
 def _inbox_calls(url: str) -> int:
-    with psycopg.connect(pg_dsn(url)) as conn:
-        # Rows the drain gave up on (state 'failed') are not waiting for anybody.
-        row = conn.execute(
-            "SELECT coalesce(sum(count), 0) FROM ingest_inbox WHERE state = 'pending'"
-        ).fetchone()
-    return int(row[0]) if row else 0
+    # Rows the drain gave up on (state 'failed') are not waiting for anybody.
+    return _number(url, "SELECT coalesce(sum(count), 0) FROM ingest_inbox WHERE state = 'pending'")
 
 
 def run(
