@@ -189,7 +189,8 @@ def _drain_page(
         IngestInbox.attempts,
         IngestInbox.calls,
     ).order_by(IngestInbox.id)
-    if session.get_bind().dialect.name == "postgresql" and skip_locked:
+    postgres = bulk.is_postgres(session)
+    if postgres and skip_locked:
         # As many rows as were chosen, from the first chosen on, skipping rows another drain
         # holds: two drains take consecutive runs of rows instead of the second finding the
         # same candidates locked and draining the few left (docs/identity.md). The state is
@@ -201,7 +202,7 @@ def _drain_page(
     else:
         # Re-checked under the lock: another worker may have drained or failed a row since.
         stmt = stmt.where(bulk.among(session, IngestInbox.id, chosen), IngestInbox.state == PENDING)
-        if session.get_bind().dialect.name == "postgresql":
+        if postgres:
             stmt = stmt.with_for_update()
     rows = _within(session.execute(stmt), max_calls)
     drained: list[int] = []
