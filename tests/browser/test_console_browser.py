@@ -204,6 +204,10 @@ def test_an_associate_serves_the_s1_customer_end_to_end(
 def test_product_stock_everywhere_as_a_picture(page: Any, db: Database, tmp_path: Path) -> None:
     sign_in(page, ASSOCIATE.email, ASSOCIATE.password)
     page.get_by_role("link", name="Products").click()
+    # The scan field has the focus once the page is up (on a loaded machine, keys typed
+    # before that went to the page being left, and the barcode arrived cut short).
+    page.wait_for_url("**/console/products")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'product-q'")
     # A keyboard-wedge scanner types the barcode and Enter into the focused scan field.
     with db.transaction(readonly=True) as session:
         barcode = session.scalars(
