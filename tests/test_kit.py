@@ -147,3 +147,37 @@ def test_display_names_need_a_visible_character_and_no_control_characters(
         assert not accepted
     else:
         assert accepted
+
+
+def test_settling_the_heap_freezes_survivors_and_still_collects_new_garbage() -> None:
+    """``heap.settle`` (serve and worker, after start-up): what is alive is frozen and left out
+    of later collections; garbage made afterwards is collected as before."""
+    import gc
+    import weakref
+
+    from seamline.kit import heap
+
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    def cycle() -> weakref.ref[Node]:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # reference counting alone never frees a cycle
+        return weakref.ref(a)
+
+    alive = Node()
+    before = cycle()  # garbage made before the freeze: settle collects it first
+    try:
+        frozen = heap.settle()
+        assert before() is None
+        assert frozen == gc.get_freeze_count() > 0
+        # Frozen: in no generation a collection walks.
+        assert not any(o is alive for g in range(3) for o in gc.get_objects(generation=g))
+        after = cycle()
+        assert after() is not None
+        gc.collect()
+        assert after() is None  # the collector still works on what came after
+        assert gc.get_freeze_count() == frozen  # and never looked at the frozen ones
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

@@ -24,4 +24,8 @@ def create() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.resolved_log_format, settings.log_level)
-    return create_app(settings, embedded_worker=os.environ.get(EMBEDDED_WORKER_ENV) == "1")
+    from seamline.kit import heap
+
+    app = create_app(settings, embedded_worker=os.environ.get(EMBEDDED_WORKER_ENV) == "1")
+    heap.settle()  # start-up objects out of every later collection (kit/heap.py)
+    return app

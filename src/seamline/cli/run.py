@@ -13,6 +13,7 @@ from seamline.cli.common import console, err_console, runtime
 from seamline.db import migrate
 from seamline.events import registry
 from seamline.events import service as events
+from seamline.kit import heap
 from seamline.runtime import Runtime
 from seamline.settings import get_settings
 
@@ -52,6 +53,7 @@ def serve(
         _serve_processes(rt, bind_host, bind_port, workers, embedded_worker=not no_worker)
         return
     app = create_app(settings, embedded_worker=not no_worker, runtime=rt)
+    heap.settle()  # start-up objects out of every later collection (kit/heap.py)
     console.print(f"Seamline listening on [bold]http://{bind_host}:{bind_port}/[/bold]")
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
@@ -146,6 +148,7 @@ def worker(
         if once:
             console.print(f"processed {w.drain()} item(s)")
             return
+        heap.settle()  # start-up objects out of every later collection (kit/heap.py)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
