@@ -30,7 +30,9 @@ from seamline.kit.errors import Forbidden, Unauthenticated
 SCOPE_EXTENSION = "x-required-scope"
 
 
-def get_db(request: Request) -> Database:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in its
+# thread pool, one hand-off (and a GIL round trip) per request for a dictionary lookup.
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
@@ -90,6 +92,17 @@ def _keys_unchanged(session: Session) -> None:
     session.info.pop(_KEYS_CHANGED, None)
 
 
+def _cached(db: Database, token: str) -> Caller | None:
+    """The remembered caller when nothing needs the database (not expired, no last-use write
+    due): answered on the event loop, without a hand-off to the thread pool."""
+    cached = _auth_cache.get((id(db), hash_token(token)))
+    if cached is None or cached.expires <= time.monotonic():
+        return None
+    if cached.touch_after is not None and clock.now() > cached.touch_after:
+        return None
+    return cached.caller
+
+
 def _resolve(db: Database, token: str) -> Caller:
     cache_key = (id(db), hash_token(token))
     cached = _auth_cache.get(cache_key)
@@ -124,7 +137,10 @@ def require(scope: str) -> Callable[..., Any]:
 
     async def dependency(request: Request) -> Caller:
         token = bearer_token(request)
-        caller = await run_in_threadpool(_resolve, get_db(request), token)
+        db: Database = request.app.state.db
+        caller = _cached(db, token)
+        if caller is None:
+            caller = await run_in_threadpool(_resolve, db, token)
         if scope not in caller.scopes:
             raise Forbidden(f"this key lacks the {scope!r} scope", code="insufficient_scope")
         request.state.caller = caller
@@ -144,7 +160,7 @@ def scoped(scope: str) -> dict[str, Any]:
     }
 
 
-def current_caller(request: Request) -> Caller:
+async def current_caller(request: Request) -> Caller:
     caller: Caller = request.state.caller
     return caller
 
