@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gc
 import time
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, ValidationError
 
-from seamline.kit import clock
+from seamline.kit import clock, heap
 from seamline.kit.clock import FrozenClock, ensure_utc
 from seamline.kit.crypto import SecretBox
 from seamline.kit.ids import (
@@ -152,10 +154,6 @@ def test_display_names_need_a_visible_character_and_no_control_characters(
 def test_settling_the_heap_freezes_survivors_and_still_collects_new_garbage() -> None:
     """``heap.settle`` (serve and worker, after start-up): what is alive is frozen and left out
     of later collections; garbage made afterwards is collected as before."""
-    import gc
-    import weakref
-
-    from seamline.kit import heap
 
     class Node:
         def __init__(self) -> None:
@@ -178,6 +176,6 @@ def test_settling_the_heap_freezes_survivors_and_still_collects_new_garbage() ->
         assert after() is not None
         gc.collect()
         assert after() is None  # the collector still works on what came after
-        assert gc.get_freeze_count() == frozen  # and never looked at the frozen ones
+        assert gc.get_freeze_count() == frozen  # the frozen ones stay frozen
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual

@@ -5,7 +5,8 @@ collection. After start-up that is hundreds of thousands of objects — modules,
 mappers and compiled statements, pydantic validators — that live as long as the process.
 Batch work that allocates a lot (a 5,000-call ingestion drain, a checkout's rows and events)
 triggers full collections every few seconds, and each walked all of them again: 0.9 s of a
-drain's 3.4 s of CPU per 20,000 calls (docs/benchmarks.md, "The garbage collector").
+drain's 3.4 s of CPU per 20,000 calls (docs/benchmarks.md, "Identity: the garbage
+collector").
 
 ``settle()`` collects once, then moves what survives to the permanent generation
 (``gc.freeze``), so later collections look only at objects made after start-up. The frozen
