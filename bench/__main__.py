@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [--postgres URL] [--events N] [--requests N]
-[--only outbox|api|catalog|flash-sale|identity-ingest|identity-360|identity-rebuild]
+[--only outbox|api|catalog|flash-sale|identity-ingest|identity-drain|identity-360|identity-rebuild]
 [--variants N]``.
 
 Identity (PostgreSQL only): ``[--small]`` for quick runs; see bench/identity/.
@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import api_bench, catalog_bench, checkout, flash_sale, outbox_bench
-from bench.identity import c360_bench, ingest_bench, rebuild_bench
+from bench.identity import c360_bench, drain_bench, ingest_bench, rebuild_bench
 
 console = Console()
 
@@ -49,6 +49,7 @@ def main() -> None:
             "catalog",
             "flash-sale",
             "identity-ingest",
+            "identity-drain",
             "identity-360",
             "identity-rebuild",
             "checkout",
@@ -148,6 +149,12 @@ def main() -> None:
             events=args.ingest_events or (5_000 if small else 100_000),
             batch_size=args.batch_size,
             clients=args.ingest_clients,
+            console=console,
+        )
+    if "identity-drain" in wanted and (args.postgres or args.only):
+        results["identity_drain_postgres"] = drain_bench.run(
+            args.postgres,
+            events=args.ingest_events or (5_000 if small else 20_000),
             console=console,
         )
     if "identity-rebuild" in wanted and (args.postgres or args.only):

@@ -1,6 +1,6 @@
 """Ingestion on PostgreSQL: ``POST /v1/batch`` to ``seamline serve`` (durable: the answer comes
 after the commit), against psycopg ``COPY`` of the same rows into ``tracked_events`` in the
-same run and database.
+same run (first, in a fresh database of its own: the median of three).
 
 The server is started as users start it (``seamline serve``, JSON logs, embedded worker). The
 clients are threads in this process with one keep-alive ``httpx.Client`` each, posting
@@ -72,52 +72,103 @@ class _NoWorkerServer(Server):
         raise RuntimeError(f"seamline serve did not answer:\n{self.stderr_tail()}")
 
 
-def _raw_copy(url: str, calls: list[dict[str, Any]]) -> float:
-    """COPY the same calls as tracked_events rows (on the profiles the server gave them)."""
-    with psycopg.connect(pg_dsn(url)) as conn:
-        profile = {
-            (k, v): p for k, v, p in conn.execute("SELECT kind, value, profile_id FROM identifiers")
-        }
-        started = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY tracked_events (profile_id, id, write_key_id, message_id, type, name, "
-                "user_id, "
-                "anonymous_id, properties, traits, context, timestamp, original_timestamp, "
-                "received_at, channel, ip, user_agent) FROM STDIN"
-            ) as copy,
-        ):
-            for n, call in enumerate(calls):
-                primary = (
-                    ("user_id", call["userId"])
-                    if call.get("userId")
-                    else ("anonymous_id", call["anonymousId"])
+RAW_DATABASE = "seamline_bench_identity_raw"
+RAW_RUNS = 3
+
+
+def raw_copy_runs(postgres_url: str, calls: list[dict[str, Any]]) -> list[float]:
+    """The baseline, before the HTTP phase and in a database of its own: psycopg ``COPY`` of
+    the calls as ``tracked_events`` rows, ``RAW_RUNS`` times into the emptied table (seconds
+    each). One profile per primary id is written first, untimed (the events' foreign key).
+
+    It used to run after the HTTP phase in the same database, and came out anywhere between
+    21,000 and 43,000 events/s with what that phase had left PostgreSQL to write out."""
+    primaries = sorted({_primary(call) for call in calls})
+    with identity_database(postgres_url, name=RAW_DATABASE) as url:
+        with psycopg.connect(pg_dsn(url)) as conn:
+            profile = {key: f"prf_raw_{n}" for n, key in enumerate(primaries)}
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY profiles (id, cluster_id, created_at, updated_at) FROM STDIN"
+                ) as copy,
+            ):
+                for pid in profile.values():
+                    copy.write_row((pid, pid, "2026-06-01", "2026-06-01"))
+            conn.commit()
+            seconds = []
+            for _ in range(RAW_RUNS):
+                conn.execute("TRUNCATE tracked_events")
+                conn.commit()
+                conn.execute("CHECKPOINT")
+                seconds.append(_raw_copy(conn, calls, profile))
+            conn.execute("CHECKPOINT")  # nothing left to write out when the HTTP phase starts
+        return seconds
+
+
+def _primary(call: dict[str, Any]) -> tuple[str, str]:
+    if call.get("userId"):
+        return ("user_id", str(call["userId"]))
+    return ("anonymous_id", str(call["anonymousId"]))
+
+
+def _raw_copy(
+    conn: psycopg.Connection[Any],
+    calls: list[dict[str, Any]],
+    profile: dict[tuple[str, str], str],
+) -> float:
+    """COPY the calls as tracked_events rows and commit; the seconds it took."""
+    started = time.perf_counter()
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY tracked_events (profile_id, id, write_key_id, message_id, type, name, "
+            "user_id, "
+            "anonymous_id, properties, traits, context, timestamp, original_timestamp, "
+            "received_at, channel, ip, user_agent) FROM STDIN"
+        ) as copy,
+    ):
+        for n, call in enumerate(calls):
+            context = call["context"]
+            copy.write_row(
+                (
+                    profile[_primary(call)],
+                    f"raw_{n}",
+                    "key_raw_baseline",
+                    call["messageId"],
+                    call["type"],
+                    call.get("name") or call.get("event"),
+                    call.get("userId"),
+                    call.get("anonymousId"),
+                    json.dumps(call.get("properties", {})),
+                    json.dumps(call.get("traits", {})),
+                    json.dumps(context),
+                    call["timestamp"],
+                    call["timestamp"],
+                    call["timestamp"],
+                    context.get("channel"),
+                    context.get("ip"),
+                    context.get("userAgent"),
                 )
-                context = call["context"]
-                copy.write_row(
-                    (
-                        profile[primary],
-                        f"raw_{n}",
-                        "key_raw_baseline",
-                        call["messageId"],
-                        call["type"],
-                        call.get("name") or call.get("event"),
-                        call.get("userId"),
-                        call.get("anonymousId"),
-                        json.dumps(call.get("properties", {})),
-                        json.dumps(call.get("traits", {})),
-                        json.dumps(context),
-                        call["timestamp"],
-                        call["timestamp"],
-                        call["timestamp"],
-                        context.get("channel"),
-                        context.get("ip"),
-                        context.get("userAgent"),
-                    )
-                )
-        conn.commit()
-        return time.perf_counter() - started
+            )
+    conn.commit()
+    return time.perf_counter() - started
+
+
+def postgres_cpu() -> float:
+    """User + system CPU of every PostgreSQL process on this machine so far (``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition(" (")[2].partition(") ")
+        if name == "postgres":
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def _wait_for_worker(worker: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
@@ -172,6 +223,11 @@ def run(
     }
     ingest_mode = ingest_mode or os.environ.get("SEAMLINE_INGEST_MODE") or "sync"
     results["ingest_mode"] = ingest_mode
+    console.print(f"raw baseline: psycopg COPY of the same rows, {RAW_RUNS} runs, first")
+    all_calls = [call for chunk in batches for call in chunk]
+    raw_runs = raw_copy_runs(postgres_url, all_calls)
+    raw_seconds = statistics.median(raw_runs)
+    results["raw_copy_runs_events_per_second"] = [round(events / s) for s in raw_runs]
     with identity_database(postgres_url) as url:
         env = {
             **os.environ,
@@ -225,6 +281,7 @@ def run(
         load_at_start = os.getloadavg()
         started = time.perf_counter()
         cpu0 = cpu_seconds(pid)
+        pg_cpu0 = postgres_cpu()
 
         def sample() -> None:
             while not stop.wait(0.5):
@@ -286,6 +343,7 @@ def run(
                 if waiting == 0:
                     settled_seconds = time.perf_counter() - started
         server_cpu = cpu_seconds(pid) - cpu0
+        pg_cpu = postgres_cpu() - pg_cpu0
         load_at_end = os.getloadavg()
         if workers:
             cpu = sum(cpu_seconds(w.pid) for w in workers) - worker_cpu0
@@ -320,9 +378,6 @@ def run(
             while ingest_queue.drain(drainer):
                 pass
             drainer.dispose()
-        console.print("raw baseline: psycopg COPY of the same rows")
-        all_calls = [call for chunk in batches for call in chunk]
-        raw_seconds = _raw_copy(url, all_calls)
     rate = events / elapsed
     raw_rate = events / raw_seconds
     rss = [s[2] for s in samples] or [0.0]
@@ -361,13 +416,17 @@ def run(
         failures=failures[:5],
         failure_count=len(failures),
         server_cpu_seconds=round(server_cpu, 1),
+        postgres_cpu_seconds=round(pg_cpu, 1),
         server_rss_mb_at=dict(zip(["5%", "25%", "50%", "75%", "100%"], quarter, strict=True)),
         server_rss_mb_max=round(max(rss)),
         batch_p50_ms=round(statistics.median(lat) * 1000) if lat else None,
         batch_p99_ms=round(lat[int(len(lat) * 0.99) - 1] * 1000) if lat else None,
     )
     table = Table("measure", "value", title=f"identity ingestion, {events:,} events")
-    table.add_row("raw: psycopg COPY into tracked_events", f"{raw_rate:,.0f} events/s")
+    table.add_row(
+        f"raw: psycopg COPY into tracked_events (median of {RAW_RUNS})",
+        f"{raw_rate:,.0f} events/s",
+    )
     table.add_row(
         f"POST /v1/batch ({batch_size}/batch, {clients} clients, {ingest_mode}): acknowledged",
         f"{rate:,.0f} events/s ({rate / raw_rate:.3f}x COPY)",
@@ -388,6 +447,10 @@ def run(
         "batch latency p50 / p99", f"{results['batch_p50_ms']} / {results['batch_p99_ms']} ms"
     )
     table.add_row("server CPU per 1,000 events", f"{server_cpu / events * 1000:.2f} s")
+    if "worker_cpu_seconds" in results:
+        worker_cpu = results["worker_cpu_seconds"]
+        table.add_row("worker CPU per 1,000 events", f"{worker_cpu / events * 1000:.2f} s")
+    table.add_row("PostgreSQL CPU per 1,000 events", f"{pg_cpu / events * 1000:.2f} s")
     table.add_row(
         "server RSS at 5/25/50/75/100% of the run", " / ".join(f"{q}" for q in quarter) + " MB"
     )

@@ -21,6 +21,7 @@ BENCHMARKS = (
     "catalog",
     "flash-sale",
     "identity-ingest",
+    "identity-drain",
     "identity-360",
     "identity-rebuild",
     "checkout",
