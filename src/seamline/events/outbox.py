@@ -169,13 +169,20 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
         session.info[EMITTED] = True
         return ids
     if copy:
-        seqs = bulk.next_values(session, table, "seq", len(rows))
-        for seq, row in zip(seqs, rows, strict=True):
-            row["seq"] = seq
+        # Which events get deliveries is known before they are written (by position): when
+        # none does (most of ingestion's ``customer.event_tracked``), the sequence numbers are
+        # left to the column's default, in the order COPY writes the rows, and never fetched.
+        wanted = _deliveries(session, range(len(rows)), events)
+        if wanted:
+            seqs = bulk.next_values(session, table, "seq", len(rows))
+            for seq, row in zip(seqs, rows, strict=True):
+                row["seq"] = seq
         bulk.copy_rows(session, table, rows)
+        found = [(seqs[n], target) for n, target in wanted]
     else:
         stmt = insert(table).returning(table.c.seq, sort_by_parameter_order=True)
         seqs = list(session.execute(stmt, rows).scalars())
+        found = _deliveries(session, seqs, events)
     deliveries = [
         {
             "event_seq": seq,
@@ -186,7 +193,7 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
             "next_attempt_at": now,
             "created_at": now,
         }
-        for seq, (name, key) in _deliveries(session, seqs, events)
+        for seq, (name, key) in found
     ]
     if copy:
         bulk.copy_rows(session, cast(Table, Delivery.__table__), deliveries)

@@ -15,10 +15,10 @@ with its error (dead-lettered) so it cannot hold the inbox up.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import CheckConstraint, String, Text, delete, func, select, update
@@ -36,6 +36,7 @@ from seamline.identity.wire import Incoming
 from seamline.kit import clock
 
 log = structlog.get_logger("seamline.ingest")
+R = TypeVar("R")
 
 # Calls resolved per drain transaction (whole inbox rows: a row is never split).
 DRAIN_CALLS = 5000
@@ -172,13 +173,8 @@ def _drain_page(
         query = query.where(IngestInbox.id > after)
     if upto is not None:
         query = query.where(IngestInbox.id <= upto)
-    chosen: list[int] = []
-    total = 0
-    for row_id, count in session.execute(query):
-        if chosen and total + count > max_calls:
-            break
-        chosen.append(row_id)
-        total += count
+    candidates = ((int(row_id), int(count)) for row_id, count in session.execute(query))
+    chosen = [row_id for row_id, _ in _within(candidates, max_calls, lambda c: c[1])]
     if not chosen:
         return 0, None
     stmt = select(
@@ -204,7 +200,7 @@ def _drain_page(
         stmt = stmt.where(bulk.among(session, IngestInbox.id, chosen), IngestInbox.state == PENDING)
         if postgres:
             stmt = stmt.with_for_update()
-    rows = _within(session.execute(stmt), max_calls)
+    rows = _within((_Row(*raw) for raw in session.execute(stmt)), max_calls, lambda r: r.count)
     drained: list[int] = []
     calls = 0
     for group in _groups(rows):
@@ -217,17 +213,17 @@ def _drain_page(
     return calls, chosen[-1]
 
 
-def _within(found: Any, max_calls: int) -> list[_Row]:
+def _within(rows: Iterable[R], max_calls: int, count: Callable[[R], int]) -> list[R]:
     """The rows, oldest first, up to ``max_calls`` calls (at least one row)."""
-    rows: list[_Row] = []
+    kept: list[R] = []
     total = 0
-    for raw in found:
-        row = _Row(*raw)
-        if rows and total + row.count > max_calls:
+    for row in rows:
+        calls = count(row)
+        if kept and total + calls > max_calls:
             break
-        rows.append(row)
-        total += row.count
-    return rows
+        kept.append(row)
+        total += calls
+    return kept
 
 
 def _groups(rows: Sequence[_Row]) -> list[list[_Row]]:
