@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from seamline.db.engine import Database
+from seamline.events.outbox import Pending, emit_many
 from seamline.inventory import stock
 from seamline.inventory.schemas import ReceiptCreate
 from seamline.inventory.stream import POLL_SECONDS, StockChange, StockFilter, StockStreamHub
@@ -257,6 +258,35 @@ async def test_a_lower_seq_committed_late_is_still_delivered(
     assert stock_seqs(db) == [int(late.id or 0), int(early.id or 0)]
 
 
+@pytest.mark.postgres_only  # SQLite has one writer: no transaction commits past another
+@pytest.mark.anyio
+async def test_a_lower_seq_committed_late_under_thousands_of_events_is_delivered(
+    live: Live, database_url: str, db: Database
+) -> None:
+    """An ingestion drain writes thousands of outbox events in one transaction: a stock change
+    that took its seq before them and commits after them still reaches the stream."""
+    loc1, loc2, a, b = live.make("loc-one", "loc-two", "tee", "cap")
+    other = Database(database_url)
+    session = other.sessions()
+    try:
+        async with live.stream(variant_id=[a, b]) as stream:
+            stock.receive(session, ReceiptCreate(location_id=loc1, variant_id=a, quantity=1))
+            session.flush()  # holds the lower seq, not yet committed
+            with db.transaction() as bulk:
+                noise = [Pending("nobody.wants.this", "t", f"n{n}", {}) for n in range(3000)]
+                emit_many(bulk, noise)
+            await live.receive(loc2, b, 2)  # a higher seq still, committed first
+            early = await stream.next_event()
+            await anyio.sleep(0.6)  # the hub polls past the gap a couple of times
+            session.commit()
+            late = await stream.next_event()
+    finally:
+        session.close()
+        other.dispose()
+    assert (where(early), where(late)) == ((loc2, b), (loc1, a))
+    assert int(late.id or 0) < int(early.id or 0) - 3000
+
+
 @pytest.mark.anyio
 async def test_a_commit_in_this_process_wakes_the_hub_at_once(
     client: TestClient, auth: dict[str, str], db: Database
@@ -397,3 +427,24 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_skipped_seqs_are_kept_as_ranges_split_by_late_commits(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub remembers skipped seqs as ranges, however far below the newest they are, drops
+    the ones that arrive late, and forgets a range once its look-back has passed."""
+    now = [100.0]
+    monkeypatch.setattr("seamline.inventory.stream.time.monotonic", lambda: now[0])
+    hub = StockStreamHub(db, lookback_seconds=10)
+    hub._cursor = 10
+    hub._track([11, 5_000, 5_002])
+    assert hub._cursor == 5_002
+    assert sorted(hub._gaps) == [(12, 4_999), (5_001, 5_001)]
+    now[0] = 105.0
+    hub._track([12, 2_000, 5_001, 5_003])  # late commits, and one new seq
+    assert sorted(hub._gaps) == [(13, 1_999), (2_001, 4_999)]
+    assert hub._cursor == 5_003
+    now[0] = 110.5  # their look-back is over
+    hub._track([5_010])
+    assert sorted(hub._gaps) == [(5_004, 5_009)]

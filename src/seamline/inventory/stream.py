@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,7 +35,8 @@ EVENT_TYPE = "inventory.changed"
 POLL_SECONDS = 0.25  # the cross-process latency budget is 1 s
 LOOKBACK_SECONDS = 10.0  # how long a skipped seq may still commit and be delivered
 BATCH = 2000  # outbox rows read per round; a full round is followed by another at once
-MAX_GAPS = 1000
+MAX_GAPS = 1000  # ranges of skipped seqs remembered at most (the newest kept)
+START_WINDOW = 1000  # seqs below the newest that a starting hub still watches for late commits
 REPLAY_SCAN = 20_000  # outbox rows a Last-Event-ID resume may read before asking for a resync
 REPLAY_KEYS = 500
 
@@ -100,6 +102,21 @@ class Mailbox(Protocol):
     def close(self) -> None: ...
 
 
+def _split(gaps: dict[tuple[int, int], float], seen: list[int]) -> dict[tuple[int, int], float]:
+    """The gap ranges without the seqs ``seen`` (sorted): a range a late seq falls in is split
+    around it."""
+    out: dict[tuple[int, int], float] = {}
+    for (first, last), until in gaps.items():
+        start = first
+        for seq in seen[bisect_left(seen, first) : bisect_right(seen, last)]:
+            if start < seq:
+                out[(start, seq - 1)] = until
+            start = seq + 1
+        if start <= last:
+            out[(start, last)] = until
+    return out
+
+
 class StockStreamHub:
     """Reads new stock events once per process and fans them out to every subscriber."""
 
@@ -120,7 +137,9 @@ class StockStreamHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cursor: int | None = None  # the highest seq read
-        self._gaps: dict[int, float] = {}  # a seq skipped over → until when to ask for it
+        # Seqs skipped over, as ranges (first, last) → until when to ask for them: one range
+        # however many seqs a big transaction (an ingestion drain's COPY) jumped ahead by.
+        self._gaps: dict[tuple[int, int], float] = {}
 
     def start(self) -> None:
         # Our own commit hook, not ``db.wakeup``: that Event is the worker's, which clears it,
@@ -203,14 +222,15 @@ class StockStreamHub:
                 # transactions still committing, so they are tracked as gaps like any other.
                 top = session.scalar(select(func.max(OutboxEvent.seq))) or 0
                 recent = session.scalars(
-                    select(OutboxEvent.seq).where(OutboxEvent.seq > top - MAX_GAPS)
+                    select(OutboxEvent.seq).where(OutboxEvent.seq > top - START_WINDOW)
                 ).all()
-                self._cursor = max(0, top - MAX_GAPS)
+                self._cursor = max(0, top - START_WINDOW)
                 self._track(list(recent))
                 return False
-            unseen = OutboxEvent.seq > self._cursor
-            if self._gaps:
-                unseen = or_(unseen, OutboxEvent.seq.in_(sorted(self._gaps)))
+            unseen = or_(
+                OutboxEvent.seq > self._cursor,
+                *(OutboxEvent.seq.between(first, last) for first, last in sorted(self._gaps)),
+            )
             rows = session.execute(
                 select(*_ROW).where(unseen).order_by(OutboxEvent.seq).limit(BATCH)
             ).all()
@@ -232,20 +252,23 @@ class StockStreamHub:
         return len(rows) == BATCH
 
     def _track(self, seqs: list[int]) -> None:
-        """Advance the cursor; remember the seqs it skips until they commit or time out."""
+        """Advance the cursor; remember the seqs it skips (as ranges) until they commit or
+        time out. A skipped seq may lie any distance below the newest one read: a transaction
+        that took it can commit after another wrote thousands of events above it."""
         assert self._cursor is not None
         now = time.monotonic()
-        for seq in seqs:
-            self._gaps.pop(seq, None)
-        newer = {seq for seq in seqs if seq > self._cursor}
-        if newer:
-            top = max(newer)
-            for seq in range(max(self._cursor + 1, top - MAX_GAPS), top):
-                if seq not in newer:
-                    self._gaps[seq] = now + self.lookback_seconds
-            self._cursor = top
-        live = sorted(seq for seq, until in self._gaps.items() if until > now)
-        self._gaps = {seq: self._gaps[seq] for seq in live[-MAX_GAPS:]}
+        seen = sorted(set(seqs))
+        if self._gaps and seen:
+            self._gaps = _split(self._gaps, seen)
+        previous = self._cursor
+        for seq in seen:
+            if seq > previous:
+                if seq > previous + 1:
+                    self._gaps[(previous + 1, seq - 1)] = now + self.lookback_seconds
+                previous = seq
+        self._cursor = previous
+        live = sorted(gap for gap, until in self._gaps.items() if until > now)
+        self._gaps = {gap: self._gaps[gap] for gap in live[-MAX_GAPS:]}
 
     def replay(self, stock_filter: StockFilter, after_seq: int) -> tuple[list[StockChange], str]:
         """The changes after ``after_seq`` (a Last-Event-ID) still in the outbox, one per key,
