@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -27,11 +28,19 @@ def _backend(db: Database) -> int:
 
 
 def _kill(db: Database, pid: int) -> None:
-    """End the pooled connection's server process from another connection."""
+    """End the pooled connection's server process from another connection, and wait until it
+    is gone (``pg_terminate_backend`` only signals it)."""
     other = Database(db.url, pool_size=1, max_overflow=0)
+    alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
     try:
         with other.transaction() as session:
             assert session.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(500):
+            with other.transaction() as session:
+                if not session.scalar(alive, {"pid": pid}):
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"backend {pid} still running")
     finally:
         other.dispose()
 
@@ -59,6 +68,16 @@ def test_a_busy_connection_is_not_pinged(pool_db: Database) -> None:
         assert _backend(pool_db) == first  # the same pooled connection each time
     assert pings == []
     assert len(statements) == 6
+
+
+def test_an_idle_live_connection_is_pinged_and_kept(
+    pool_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _pings(pool_db)
+    first = _backend(pool_db)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert _backend(pool_db) == first
+    assert pings == ["ping"]
 
 
 def test_an_idle_dead_connection_is_replaced_before_use(

@@ -74,9 +74,11 @@ def _ping_when_idle(engine: Engine) -> None:
     ``pool_pre_ping`` pings on every checkout: one more round trip per transaction, five per
     checkout. Here a connection is pinged only when it was idle for
     ``PING_AFTER_IDLE_SECONDS``; a dead one raises ``DisconnectionError``, and the pool
-    replaces it with a new connection (SQLAlchemy's documented checkout-event recipe). A
-    connection that died while busy fails its statement instead, and SQLAlchemy then
-    invalidates the whole pool, so only requests already under way see the error.
+    replaces it with a new connection (SQLAlchemy's documented checkout-event recipe). The
+    price: after PostgreSQL restarts or ends connections, a connection used within the last
+    ``PING_AFTER_IDLE_SECONDS`` fails its next statement instead; SQLAlchemy then discards
+    every connection the pool held, so that is one failed unit of work per process (plus any
+    running at the time), and the next ones reconnect.
     """
 
     @event.listens_for(engine, "checkin")
