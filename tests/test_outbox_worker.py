@@ -248,6 +248,25 @@ def test_bulk_emits_number_events_in_order_with_a_delivery_per_consumer(
     assert (events[1].seq, MUTATOR, "test:a1") not in found
 
 
+def test_bulk_emit_of_events_nobody_takes_keeps_their_order(db: Database) -> None:
+    """``emit_many`` of a batch with no delivery at all (on PostgreSQL a ``COPY`` that leaves
+    the sequence numbers to the column's default) numbers the events in the order given,
+    between the events emitted before and after it, and writes no delivery."""
+    with db.transaction() as session:
+        first = emit(session, "nobody.wants.this", aggregate_type="t", aggregate_id="a", payload={})
+        batch = [Pending("nobody.wants.this", "t", f"b{n}", {"n": n}) for n in range(1200)]
+        ids = emit_many(session, batch)
+        last = emit(session, "nobody.wants.this", aggregate_type="t", aggregate_id="z", payload={})
+        later = emit_many(session, [Pending("test.outbox.picky", "t", "c", {"want": True})])
+    with db.transaction(readonly=True) as session:
+        events = session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq)).all()
+        assert [e.id for e in events] == [first, *ids, last, *later]
+        assert [e.payload.get("n") for e in events[1:-2]] == list(range(1200))
+        deliveries = session.execute(select(Delivery.event_seq, Delivery.consumer)).all()
+    assert {consumer for _, consumer in deliveries} >= {PICKY}
+    assert {seq for seq, _ in deliveries} == {events[-1].seq}
+
+
 def test_emit_in_rolled_back_transaction_leaves_no_event_and_no_delivery(db: Database) -> None:
     db.wakeup.clear()
     inside: list[int] = []
