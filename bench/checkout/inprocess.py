@@ -4,7 +4,7 @@ change: SQLAlchemy events on the runtime's engine).
 1. Statements per ``POST /carts/{id}/checkout`` through the real app (``create_app`` with a
    Runtime, starlette ``TestClient``, Idempotency-Key sent): every ``before_cursor_execute`` on
    ``runtime.db.engine``, split into API-key authentication (``api_keys``), the idempotency
-   middleware (``idempotency_keys``) and the checkout itself, plus pool pre-pings and commits;
+   middleware (``idempotency_keys``) and the checkout itself, plus pool checkouts and commits;
    and grouped by verb and table.
 2. A cProfile of ``orders.checkout.checkout`` called directly (the same service the route
    calls; cProfile sees only the calling thread, and TestClient runs the app in another), with
@@ -142,7 +142,7 @@ def measure(
             "median_idempotency": med("idempotency"),
             "median_checkout": med("checkout"),
             "median_commits": med("commits"),
-            "median_pool_checkouts_with_ping": med("pings"),
+            "median_pool_checkouts": med("pings"),
             "by_kind_per_checkout": {
                 k: round(v / n, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
             },

@@ -116,8 +116,8 @@ def show(console: Console, results: dict[str, Any]) -> None:
             f"statements per POST /checkout (in-process, {stm['checkouts']} checkouts, median): "
             f"{stm['median_total']:.0f} = auth {stm['median_auth']:.0f} + idempotency "
             f"{stm['median_idempotency']:.0f} + checkout {stm['median_checkout']:.0f}; "
-            f"{stm['median_commits']:.0f} commits, {stm['median_pool_checkouts_with_ping']:.0f} "
-            "pool checkouts (each a pre-ping)"
+            f"{stm['median_commits']:.0f} commits, {stm['median_pool_checkouts']:.0f} "
+            "pool checkouts"
         )
         kinds = Table("statement (verb table)", "per checkout", title="Statements by kind")
         for kind, n in stm["by_kind_per_checkout"].items():

@@ -120,7 +120,7 @@ def show(console: Console, results: dict[str, Any]) -> None:
         for name, v in stmts.items():
             console.print(
                 f"per POST /reservations ({name}): {v['statements']:.0f} SQL statements "
-                f"+ {v['pool_checkouts_with_ping']:.0f} pre-ping, {v['commits']:.0f} commits; "
+                f"+ {v['pool_checkouts']:.0f} pool checkouts, {v['commits']:.0f} commits; "
                 f"stream hub meanwhile {v['background_statements_per_request']} per request"
             )
     for row in results["phases"]:

@@ -156,7 +156,10 @@ def _raw_copy(
 
 
 def postgres_cpu() -> float:
-    """User + system CPU of every PostgreSQL process on this machine so far (``/proc``)."""
+    """CPU of PostgreSQL on this machine so far: user + system time of every ``postgres``
+    process, plus what the ones that exited used (the postmaster's reaped children, ``cutime``
+    and ``cstime``), so backends and autovacuum workers that come and go are counted. 0 when
+    PostgreSQL runs on another host or in a container this process cannot see."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -167,7 +170,7 @@ def postgres_cpu() -> float:
         name, _, rest = text.partition(" (")[2].partition(") ")
         if name == "postgres":
             fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += sum(int(fields[n]) for n in (11, 12, 13, 14)) / tick
     return total
 
 
