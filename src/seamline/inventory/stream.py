@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import event, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from seamline.db.engine import EMITTED, Database
@@ -115,6 +115,19 @@ def _split(gaps: dict[tuple[int, int], float], seen: list[int]) -> dict[tuple[in
         if start <= last:
             out[(start, last)] = until
     return out
+
+
+def _unseen(cursor: int, gaps: list[tuple[int, int]]) -> Any:
+    """The next ``BATCH`` rows above the cursor or inside a gap range, in seq order: one index
+    range per part, ``UNION ALL``-ed. (One ``seq > … OR seq BETWEEN …`` condition let
+    PostgreSQL walk the primary key from its first entry and filter, whenever it guessed a
+    gap range held many rows.)"""
+    parts = [select(*_ROW).where(OutboxEvent.seq > cursor)]
+    parts += [select(*_ROW).where(OutboxEvent.seq.between(first, last)) for first, last in gaps]
+    if len(parts) == 1:
+        return parts[0].order_by(OutboxEvent.seq).limit(BATCH)
+    rows = union_all(*parts).subquery()
+    return select(rows).order_by(rows.c.seq).limit(BATCH)
 
 
 class StockStreamHub:
@@ -227,13 +240,7 @@ class StockStreamHub:
                 self._cursor = max(0, top - START_WINDOW)
                 self._track(list(recent))
                 return False
-            unseen = or_(
-                OutboxEvent.seq > self._cursor,
-                *(OutboxEvent.seq.between(first, last) for first, last in sorted(self._gaps)),
-            )
-            rows = session.execute(
-                select(*_ROW).where(unseen).order_by(OutboxEvent.seq).limit(BATCH)
-            ).all()
+            rows = session.execute(_unseen(self._cursor, sorted(self._gaps))).all()
             self._track([row.seq for row in rows])
             with self._lock:
                 subs = list(self._subs)
