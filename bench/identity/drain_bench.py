@@ -134,7 +134,7 @@ def run(postgres_url: str | None, *, events: int, console: Console) -> dict[str,
                     with db.transaction() as session:
                         parsed = wire.parse_batch({"batch": batch})
                         ingest_queue.enqueue(
-                            session, parsed.calls, key_id="key_bench", received_at=_now()
+                            session, parsed.calls, key_id="key_bench", received_at=datetime.now(UTC)
                         )
                     bar.advance(task, len(batch))
             registry.load()
@@ -205,7 +205,3 @@ def run(postgres_url: str | None, *, events: int, console: Console) -> dict[str,
     table.add_row("the drain", f"{rate:,.0f} events/s", f"{rate / raw_rate:.3f}x COPY", "")
     console.print(table)
     return results
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

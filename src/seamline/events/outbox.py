@@ -172,13 +172,13 @@ def _emit_bulk(session: Session, events: Sequence[Pending], *, copy: bool) -> li
         # Which events get deliveries is known before they are written (by position): when
         # none does (most of ingestion's ``customer.event_tracked``), the sequence numbers are
         # left to the column's default, in the order COPY writes the rows, and never fetched.
-        wanted = _deliveries(session, range(len(rows)), events)
-        if wanted:
+        found = _deliveries(session, range(len(rows)), events)
+        if found:
             seqs = bulk.next_values(session, table, "seq", len(rows))
             for seq, row in zip(seqs, rows, strict=True):
                 row["seq"] = seq
+            found = [(seqs[n], target) for n, target in found]
         bulk.copy_rows(session, table, rows)
-        found = [(seqs[n], target) for n, target in wanted]
     else:
         stmt = insert(table).returning(table.c.seq, sort_by_parameter_order=True)
         seqs = list(session.execute(stmt, rows).scalars())
