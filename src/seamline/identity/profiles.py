@@ -115,7 +115,11 @@ def identifiers(session: Session, members: Sequence[str]) -> list[dict[str, Any]
 
 
 @lru_cache(maxsize=8)
-def _traits_statement(firsts: tuple[str, ...], non_empties: tuple[str, ...]) -> Select[Any]:
+def _traits_statement(
+    firsts: tuple[str, ...], non_empties: tuple[str, ...], per_cluster: bool = False
+) -> Select[Any]:
+    """The current-trait read over ``members``; ``per_cluster`` ranks within each member's
+    cluster (and selects the cluster id first) so one statement serves many clusters."""
     trait = _T
     # ``first`` names rank by earliest time; ``non_empty`` names put empty values last; every
     # name then by latest time, last stored.
@@ -125,30 +129,55 @@ def _traits_statement(firsts: tuple[str, ...], non_empties: tuple[str, ...]) -> 
     if non_empties:
         empty = func.coalesce(cast(trait.value, Text), "null").in_(_EMPTY_JSON)
         order.insert(0, case((trait.name.in_(non_empties) & empty, 1), else_=0).asc())
-    rank = func.row_number().over(partition_by=trait.name, order_by=order)
-    ranked = (
-        select(
-            trait.name,
-            trait.value,
-            trait.observed_at,
-            trait.source,
-            trait.profile_id,
-            rank.label("rank"),
-        )
-        .where(trait.profile_id.in_(MEMBERS))
-        .subquery()
-    )
+    partition: list[Any] = [trait.name]
+    columns: list[Any] = []
+    if per_cluster:
+        partition.insert(0, Profile.cluster_id)
+        columns.append(Profile.cluster_id)
+    rank = func.row_number().over(partition_by=partition, order_by=order)
+    ranked = select(
+        *columns,
+        trait.name,
+        trait.value,
+        trait.observed_at,
+        trait.source,
+        trait.profile_id,
+        rank.label("rank"),
+    ).where(trait.profile_id.in_(MEMBERS))
+    if per_cluster:
+        ranked = ranked.join(Profile, Profile.id == trait.profile_id)
+    subquery = ranked.subquery()
+    cluster_column = [subquery.c.cluster_id] if per_cluster else []
     return (
         select(
-            ranked.c.name,
-            ranked.c.value,
-            ranked.c.observed_at,
-            ranked.c.source,
-            ranked.c.profile_id,
+            *cluster_column,
+            subquery.c.name,
+            subquery.c.value,
+            subquery.c.observed_at,
+            subquery.c.source,
+            subquery.c.profile_id,
         )
-        .where(ranked.c.rank == 1)
-        .order_by(ranked.c.name)
+        .where(subquery.c.rank == 1)
+        .order_by(*cluster_column, subquery.c.name)
     )
+
+
+def _strategy_names(strategies: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    firsts = tuple(sorted(name for name, strategy in strategies.items() if strategy == FIRST))
+    non_empties = tuple(
+        sorted(name for name, strategy in strategies.items() if strategy == NON_EMPTY)
+    )
+    return firsts, non_empties
+
+
+def _chosen(row: Any, strategies: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "value": row.value,
+        "observed_at": row.observed_at,
+        "source": row.source,
+        "profile_id": row.profile_id,
+        "strategy": strategies.get(row.name, LATEST),
+    }
 
 
 def current_traits(
@@ -157,23 +186,30 @@ def current_traits(
     """Each trait's current value across the cluster, chosen in SQL by the same rule as
     ``resolve_traits``: one window over the cluster's history (ranked by the strategy's
     order), so only the chosen rows leave the database."""
-    firsts = tuple(sorted(name for name, strategy in strategies.items() if strategy == FIRST))
-    non_empties = tuple(
-        sorted(name for name, strategy in strategies.items() if strategy == NON_EMPTY)
-    )
     rows = session.connection().execute(
-        _traits_statement(firsts, non_empties), {"members": list(members)}
+        _traits_statement(*_strategy_names(strategies)), {"members": list(members)}
     )
-    return {
-        row.name: {
-            "value": row.value,
-            "observed_at": row.observed_at,
-            "source": row.source,
-            "profile_id": row.profile_id,
-            "strategy": strategies.get(row.name, LATEST),
-        }
-        for row in rows
-    }
+    return {row.name: _chosen(row, strategies) for row in rows}
+
+
+def clusters_traits(
+    session: Session, clusters: Sequence[str], strategies: dict[str, str] = TRAIT_STRATEGIES
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``current_traits`` of several clusters at once, by cluster id: two statements (the
+    clusters' members, then one ranked read over all of them) whatever their number. A
+    cluster with no trait maps to ``{}``."""
+    found: dict[str, dict[str, dict[str, Any]]] = {cluster: {} for cluster in clusters}
+    if not found:
+        return found
+    members = list(session.scalars(select(Profile.id).where(Profile.cluster_id.in_(list(found)))))
+    if not members:
+        return found
+    rows = session.connection().execute(
+        _traits_statement(*_strategy_names(strategies), per_cluster=True), {"members": members}
+    )
+    for row in rows:
+        found.setdefault(row.cluster_id, {})[row.name] = _chosen(row, strategies)
+    return found
 
 
 def resolve_traits(

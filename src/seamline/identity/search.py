@@ -4,7 +4,8 @@ Identifiers are matched exactly on their normalised key (the same normalisation 
 so "  Maya.Okafor@Example.com " finds maya.okafor@example.com and "(212) 555-0199" finds
 +12125550199); names are matched as a case-insensitive substring of the ``name``,
 ``first_name`` and ``last_name`` traits (or Segment's ``firstName``/``lastName``). Results are
-whole clusters, one row per customer.
+whole clusters, one row per customer, read with four statements however many match (the
+identifier match, the name match, the clusters' members, their current traits).
 The name match scans the trait table: fine for a store's console at tens of thousands of
 customers; a trigram index (PostgreSQL ``pg_trgm``) is the step after that.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from seamline.identity import normalize
 from seamline.identity.models import Identifier, Profile, ProfileTrait
-from seamline.identity.profiles import current_traits
+from seamline.identity.profiles import clusters_traits
 
 # Segment's spec writes firstName/lastName; many sources write first_name/last_name.
 NAME_TRAITS = ("name", "first_name", "last_name", "firstName", "lastName")
@@ -83,9 +84,10 @@ def find_customers(session: Session, query: str, *, limit: int = 20) -> list[Cus
         for cluster_id in names:
             matched.setdefault(cluster_id, "name")
     hits = []
-    for cluster_id, matched_on in list(matched.items())[:limit]:
-        members = list(session.scalars(select(Profile.id).where(Profile.cluster_id == cluster_id)))
-        traits = current_traits(session, members)
+    chosen = list(matched.items())[:limit]
+    traits_of = clusters_traits(session, [cluster_id for cluster_id, _ in chosen])
+    for cluster_id, matched_on in chosen:
+        traits = traits_of[cluster_id]
         hits.append(
             CustomerHit(
                 profile_id=cluster_id,
