@@ -9,7 +9,7 @@ import traceback
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from seamline.api.problems import problem_response
+from seamline.api.problems import database_unavailable, problem_response, unavailable_response
 from seamline.kit.ids import new_id
 from seamline.observability import metrics
 from seamline.observability.logging import request_id_var
@@ -68,6 +68,17 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
+            if database_unavailable(exc):
+                # An outage, not a bug: one line without a traceback, and a 503 to retry.
+                log.warning(
+                    "database_unavailable",
+                    path=scope.get("path"),
+                    method=scope.get("method"),
+                    error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}",
+                )
+                if not status_holder["started"]:
+                    await unavailable_response(scope.get("path"))(scope, receive, send_with_id)
+                return
             # A plain traceback under the key ``format_exc_info`` would use, rendered here:
             # the dev console's rich renderer would print every frame's locals (request
             # headers, API keys) and takes seconds doing it, blocking the event loop.

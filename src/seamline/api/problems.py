@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -118,11 +119,52 @@ def _validation_errors(exc: RequestValidationError) -> tuple[int, str, str, list
 # Transaction collisions the database resolved by aborting one side (deadlock, serialization
 # failure, lock timeout): nothing was written, and the same request succeeds on a retry.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+# The server going away or refusing connections: shutting down, crashed, starting up.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+UNAVAILABLE_DETAIL = (
+    "The database could not be reached, so the request may not have been completed. "
+    "Retry it; a request that changes something, with the same Idempotency-Key."
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is out of reach rather than that the request or the
+    code is wrong: a connection lost mid-request (a restart, a failover), no connection to be
+    made, or none free in the pool within its timeout."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if orig is None or type(orig).__module__.partition(".")[0] != "psycopg":
+        return False  # SQLite's "OperationalError" also means a missing table, a bad query
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is None:
+        # psycopg gives no SQLSTATE when it could not connect or the socket closed.
+        return type(orig).__name__ == "OperationalError"
+    return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+def unavailable_response(path: str | None) -> JSONResponse:
+    return problem_response(
+        503,
+        "database_unavailable",
+        UNAVAILABLE_DETAIL,
+        title="Service unavailable",
+        instance=path,
+        headers={"Retry-After": "2"},
+    )
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if database_unavailable(exc):
+            # Left to the outermost layer, which logs it once and answers the same 503 for
+            # the database calls made outside the routes (idempotency, authentication).
+            raise exc
         if getattr(exc.orig, "sqlstate", None) not in TRANSIENT_SQLSTATES:
             raise exc
         return problem_response(
