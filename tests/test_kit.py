@@ -20,6 +20,7 @@ from seamline.kit.ids import (
     READ_ALOUD_ALPHABET,
     _b32_80,
     new_id,
+    new_ids,
     new_secret,
     normalize_read_aloud,
     read_aloud_code,
@@ -36,6 +37,20 @@ def test_ids_carry_their_prefix_and_sort_by_creation_time() -> None:
     assert len(first) == 4 + 26
     assert first < second
     assert len({new_id("x") for _ in range(10_000)}) == 10_000
+
+
+def test_bulk_ids_are_shaped_and_ordered_like_single_ones() -> None:
+    made = new_ids("IDN")
+    before = new_id("idn")
+    time.sleep(0.002)
+    batch = [next(made) for _ in range(2_500)]  # across the thousand-id refills
+    time.sleep(0.002)
+    after = new_id("idn")
+    assert all(i.startswith("idn_") and len(i) == 4 + 26 for i in batch)
+    assert len(set(batch)) == len(batch)
+    assert before < min(batch)
+    assert max(batch) < after
+    assert batch[0][:14] <= batch[-1][:14]  # the time part never goes back
 
 
 @given(st.binary(min_size=10, max_size=10))

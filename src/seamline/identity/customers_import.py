@@ -10,13 +10,9 @@ The rules are in docs/identity.md ("Importing customers").
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import re
-import secrets
-import string
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +35,7 @@ from seamline.identity.normalize import IdentifierValue
 from seamline.identity.rules import DEFAULT_RULES, IdentityRules, Key
 from seamline.kit import clock
 from seamline.kit.errors import FieldError, Unprocessable
-from seamline.kit.ids import new_id
+from seamline.kit.ids import new_id, new_ids
 
 IDENTIFIER_COLUMNS = ("external_id", "user_id", "email", "phone", "loyalty_card")
 NAME_COLUMNS = ("first_name", "last_name", "name")
@@ -56,8 +52,6 @@ IMPORT = "import"
 _SYSTEM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 Progress = Callable[[int], None]
-# RFC 4648 base32 digits → Crockford's (the alphabet of kit.ids).
-_CROCKFORD = str.maketrans(string.ascii_uppercase + "234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 class ImportReport(BaseModel):
@@ -253,18 +247,6 @@ def _known(session: Session, keys: Sequence[Key]) -> dict[Key, tuple[str, str]]:
     return found
 
 
-def _ids(prefix: str) -> Iterator[str]:
-    """Ids shaped exactly like ``kit.ids.new_id`` (milliseconds, then 80 random bits in
-    Crockford base32), made in bulk: ``new_id`` costs tens of microseconds each."""
-    while True:
-        millis = time.time_ns() // 1_000_000
-        head = base64.b32encode(millis.to_bytes(10, "big")).decode()[-10:].translate(_CROCKFORD)
-        randomness = secrets.token_bytes(10 * 1000)
-        for start in range(0, len(randomness), 10):
-            tail = base64.b32encode(randomness[start : start + 10]).decode().translate(_CROCKFORD)
-            yield f"{prefix}_{head}{tail}".lower()
-
-
 def _table(model: Any) -> Table:
     """The model's table: a Core ``executemany`` skips the ORM's per-row bookkeeping."""
     table: Table = model.__table__
@@ -375,7 +357,7 @@ def _plan(
     rules: IdentityRules,
 ) -> _Plan:
     plan = _Plan()
-    profile_ids = _ids("prf")
+    profile_ids = new_ids("prf")
     for row in parsed.rows:
         if any(v.key not in known for v in row.identifiers):
             plan.new_profile[row.number] = next(profile_ids)
@@ -460,7 +442,7 @@ def import_rows(
         dry_run=dry_run,
     )
     created: dict[Key, str] = {}
-    identifier_ids, trait_ids = _ids("idn"), _ids("trt")
+    identifier_ids, trait_ids = new_ids("idn"), new_ids("trt")
     for start in range(0, len(parsed.rows), CHUNK):
         chunk = parsed.rows[start : start + CHUNK]
         profiles, identifiers, traits = [], [], []
