@@ -22,12 +22,20 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from seamline.db.engine import Database
+from seamline.events.models import OutboxEvent
 from seamline.events.outbox import Pending, emit_many
 from seamline.inventory import stock
 from seamline.inventory.schemas import ReceiptCreate
-from seamline.inventory.stream import POLL_SECONDS, StockChange, StockFilter, StockStreamHub
+from seamline.inventory.stream import (
+    POLL_SECONDS,
+    StockChange,
+    StockFilter,
+    StockStreamHub,
+    _unseen,
+)
 from seamline.inventory.stream_api import Subscription
 from tests.catalog_helpers import events
 from tests.stock_helpers import make_location, make_variant
@@ -427,3 +435,31 @@ def test_skipped_seqs_are_kept_as_ranges_split_by_late_commits(
     now[0] = 110.5  # their look-back is over
     hub._track([5_010])
     assert sorted(hub._gaps) == [(5_004, 5_009)]
+
+
+def test_many_short_gaps_are_read_as_one_list_of_seqs(db: Database) -> None:
+    """Hundreds of rolled-back seqs in the look-back (a flash sale's refusals and retries) make
+    one statement part, not one each; rows in long ranges and above the cursor still come."""
+    with db.transaction() as session:
+        emit_many(
+            session,
+            [Pending("test.gap", "test", f"a{n}", {}) for n in range(700)],
+        )
+    with db.transaction(readonly=True) as session:
+        seqs = sorted(session.scalars(select(OutboxEvent.seq)))
+    base = seqs[0] - 1
+    singles = [(base + n, base + n) for n in range(1, 400, 2)]  # 200 one-seq gaps
+    short = [(base + 401, base + 405)]  # five seqs: still "short"
+    long = [(base + 450, base + 499)]  # fifty: a range of its own
+    statement = _unseen(base + 650, [*singles, *short, *long])
+    sql = str(statement.compile(db.engine))
+    assert sql.count("UNION ALL") == 2  # above the cursor, the seq list, the long range
+    with db.transaction(readonly=True) as session:
+        got = [row.seq for row in session.execute(statement)]
+    wanted = (
+        [base + n for n in range(1, 400, 2)]
+        + list(range(base + 401, base + 406))
+        + list(range(base + 450, base + 500))
+        + list(range(base + 651, base + 701))
+    )
+    assert got == wanted

@@ -36,6 +36,7 @@ POLL_SECONDS = 0.25  # the cross-process latency budget is 1 s
 LOOKBACK_SECONDS = 10.0  # how long a skipped seq may still commit and be delivered
 BATCH = 2000  # outbox rows read per round; a full round is followed by another at once
 MAX_GAPS = 1000  # ranges of skipped seqs remembered at most (the newest kept)
+SHORT_GAP = 8  # seqs: shorter gap ranges are read as one list of seqs, not a range each
 START_WINDOW = 1000  # seqs below the newest that a starting hub still watches for late commits
 REPLAY_SCAN = 20_000  # outbox rows a Last-Event-ID resume may read before asking for a resync
 REPLAY_KEYS = 500
@@ -121,9 +122,20 @@ def _unseen(cursor: int, gaps: list[tuple[int, int]]) -> Any:
     """The next ``BATCH`` rows above the cursor or inside a gap range, in seq order: one index
     range per part, ``UNION ALL``-ed. (One ``seq > … OR seq BETWEEN …`` condition let
     PostgreSQL walk the primary key from its first entry and filter, whenever it guessed a
-    gap range held many rows.)"""
+    gap range held many rows.) Short ranges — what rolled-back transactions leave, possibly
+    hundreds in a flash sale's look-back — share one part, a list of seqs (index probes), so
+    the statement has one part per long range only."""
     parts = [select(*_ROW).where(OutboxEvent.seq > cursor)]
-    parts += [select(*_ROW).where(OutboxEvent.seq.between(first, last)) for first, last in gaps]
+    lone = [
+        seq for first, last in gaps if last - first < SHORT_GAP for seq in range(first, last + 1)
+    ]
+    if lone:
+        parts.append(select(*_ROW).where(OutboxEvent.seq.in_(lone)))
+    parts += [
+        select(*_ROW).where(OutboxEvent.seq.between(first, last))
+        for first, last in gaps
+        if last - first >= SHORT_GAP
+    ]
     if len(parts) == 1:
         return parts[0].order_by(OutboxEvent.seq).limit(BATCH)
     rows = union_all(*parts).subquery()
