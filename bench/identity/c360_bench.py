@@ -10,6 +10,11 @@ on its index — the cluster's members (one query), their identifiers, traits, t
 tracked events, metrics, channel activity, consents, preferences, the latest 21 timeline
 entries — rows fetched as tuples, nothing rendered.
 
+HTTP clients: the standard library's ``http.client`` (one keep-alive connection per thread),
+the client that adds least of its own to a latency; then, at one client, the same read through
+``httpx.AsyncClient`` (the client of runs before 2026-11-25) and ``GET /healthz`` through both,
+which answers a constant without the database: what each client costs by itself.
+
 Each row also records the 1-minute load average when it finished (``load``): the machine is
 often shared, so figures are compared with the raw row of the same run, never across runs.
 """
@@ -17,6 +22,7 @@ often shared, so figures are compared with the raw row of the same run, never ac
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import random
 import re
@@ -25,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +74,18 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
-def _raw(url: str, targets: list[str], clients: int, requests: int) -> list[float]:
+def _threads(clients: int, requests: int, client: Callable[[int, int], list[float]]) -> list[float]:
+    """``clients`` threads, each running ``client(k, requests // clients)`` (its latencies)."""
     latencies: list[float] = []
     lock = threading.Lock()
     per_client = max(1, requests // clients)
 
-    def client(k: int) -> None:
-        rng = random.Random(k)
-        mine: list[float] = []
-        with psycopg.connect(pg_dsn(url), autocommit=True) as conn:
-            for _ in range(per_client):
-                t0 = time.perf_counter()
-                _raw_read(conn, rng.choice(targets))
-                mine.append(time.perf_counter() - t0)
+    def run(k: int) -> None:
+        mine = client(k, per_client)
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -91,9 +93,51 @@ def _raw(url: str, targets: list[str], clients: int, requests: int) -> list[floa
     return latencies
 
 
+def _raw(url: str, targets: list[str], clients: int, requests: int) -> list[float]:
+    def client(k: int, count: int) -> list[float]:
+        rng = random.Random(k)
+        mine: list[float] = []
+        with psycopg.connect(pg_dsn(url), autocommit=True) as conn:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                _raw_read(conn, rng.choice(targets))
+                mine.append(time.perf_counter() - t0)
+        return mine
+
+    return _threads(clients, requests, client)
+
+
+def _lean_http(base: str, token: str, paths: list[str], clients: int, requests: int) -> list[float]:
+    """The HTTP client that adds least of its own: the standard library's, one keep-alive
+    connection per thread, the whole body read."""
+    address = httpx.URL(base)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def client(k: int, count: int) -> list[float]:
+        rng = random.Random(k)
+        mine: list[float] = []
+        conn = http.client.HTTPConnection(address.host, address.port, timeout=60)
+        try:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                conn.request("GET", rng.choice(paths), headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+                mine.append(time.perf_counter() - t0)
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status} {body[:300]!r}")
+        finally:
+            conn.close()
+        return mine
+
+    return _threads(clients, requests, client)
+
+
 async def _http(
-    base: str, token: str, targets: list[str], clients: int, requests: int
+    base: str, token: str, paths: list[str], clients: int, requests: int
 ) -> list[float]:
+    """The same reads through ``httpx.AsyncClient`` (asyncio clients in one thread): what
+    earlier runs used; the client's own cost is in each latency (see ``/healthz`` rows)."""
     latencies: list[float] = []
     per_client = max(1, requests // clients)
 
@@ -103,7 +147,7 @@ async def _http(
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
             for _ in range(per_client):
                 t0 = time.perf_counter()
-                r = await http.get(f"/api/v1/profiles/{rng.choice(targets)}")
+                r = await http.get(rng.choice(paths))
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     raise RuntimeError(f"{r.status_code} {r.text[:300]}")
@@ -161,19 +205,31 @@ def run(
         token = re.findall(r"\bsk_[A-Za-z0-9_-]{20,}", made.stdout)[-1]
         # (name, latencies, 1-minute load average when the row finished): the machine is
         # often shared, so every figure is recorded with the load it was measured under.
-        rows: list[tuple[str, list[float], float]] = []
+        rows: list[tuple[str, int, list[float], float]] = []
         for clients in (1, 32):
             raw = _raw(url, targets, clients, requests)
-            rows.append((f"raw psycopg, {clients} client(s)", raw, os.getloadavg()[0]))
+            rows.append((f"raw psycopg, {clients} client(s)", clients, raw, os.getloadavg()[0]))
         server = Server(1, env, logs)
         server.start()
         assert server.process is not None
+        paths = [f"/api/v1/profiles/{target}" for target in targets]
         try:
-            asyncio.run(_http(server.base, token, targets, 1, 50))  # warm up
+            _lean_http(server.base, token, paths, 1, 50)  # warm up
+            asyncio.run(_http(server.base, token, paths, 1, 50))
             for clients in (1, 32):
-                lat = asyncio.run(_http(server.base, token, targets, clients, requests))
+                lat = _lean_http(server.base, token, paths, clients, requests)
                 name = f"GET /api/v1/profiles/{{id}}, {clients} client(s)"
-                rows.append((name, lat, os.getloadavg()[0]))
+                rows.append((name, clients, lat, os.getloadavg()[0]))
+            # The same read through httpx (the client of earlier runs), and what each client
+            # costs by itself: GET /healthz answers a constant without the database.
+            lat = asyncio.run(_http(server.base, token, paths, 1, requests))
+            name = "GET /api/v1/profiles/{id}, httpx.AsyncClient, 1 client(s)"
+            rows.append((name, 1, lat, os.getloadavg()[0]))
+            lat = _lean_http(server.base, token, ["/healthz"], 1, requests)
+            rows.append(("GET /healthz, 1 client(s)", 1, lat, os.getloadavg()[0]))
+            lat = asyncio.run(_http(server.base, token, ["/healthz"], 1, requests))
+            name = "GET /healthz, httpx.AsyncClient, 1 client(s)"
+            rows.append((name, 1, lat, os.getloadavg()[0]))
             rss = sum(r for r, _ in tree_memory_kb(server.process.pid).values()) / 1024
         finally:
             server.stop()
@@ -182,8 +238,7 @@ def run(
         "run", "p50 ms", "p99 ms", "reads/s", "load", title=f"customer 360, {persons:,} people"
     )
     results["runs"] = {}
-    for name, lat, load in rows:
-        clients = 1 if "1 client" in name else 32
+    for name, clients, lat, load in rows:
         rate = clients / statistics.mean(lat)
         results["runs"][name] = {
             "p50_ms": round(_pct(lat, 0.5), 2),

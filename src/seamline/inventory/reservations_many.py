@@ -21,9 +21,10 @@ on each row's latest version under its lock, exactly as the per-line statement d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -109,12 +110,20 @@ def _event(t: buckets.Totals, cause: str, *, on_hand: int = 0, reserved: int = 0
 # -- hold ------------------------------------------------------------------------------------
 
 
-def _hold_statement(session: Session, lines: int) -> str:
+@lru_cache(maxsize=64)
+def _hold_statement(postgres: bool, lines: int) -> TextClause:
+    """The hold statement for ``lines`` lines, built once per dialect and line count (a
+    ``text()`` parses its SQL for parameters, and its cache key is computed, each time one is
+    made)."""
+    stmt = text(_hold_sql(postgres, lines)).bindparams(bindparam("now", type_=_NOW_TYPE))
+    return stmt
+
+
+def _hold_sql(postgres: bool, lines: int) -> str:
     """Every line's bucket 0 locked in (location, variant) order, then held — only if every
     line has its units (``ready``), and only for SKUs that are not split over buckets. On
     PostgreSQL the same statement inserts the reservations (``ins``) and answers the held rows
     with how many were inserted; elsewhere the insert is a statement of its own."""
-    postgres = _postgres(session)
     lock = " FOR UPDATE OF s" if postgres else ""
     types = ("VARCHAR", "VARCHAR", "BIGINT", "BIGINT") + (
         ("VARCHAR", "VARCHAR") if postgres else ()
@@ -244,7 +253,7 @@ def reserve_many(
         + ((line.reference, r["id"]) if postgres else ())
         for line, r in zip(lines, records, strict=True)
     ]
-    stmt = text(_hold_statement(session, len(rows))).bindparams(bindparam("now", type_=_NOW_TYPE))
+    stmt = _hold_statement(postgres, len(rows))
     attempt = session.begin_nested() if savepoint else None
 
     def failed() -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import bindparam, insert, text, update
+from sqlalchemy import TextClause, bindparam, insert, text, update
 from sqlalchemy.orm import Session
 
 from seamline.auth.service import Caller
@@ -95,8 +96,16 @@ def _claim(
     return sorted(claimed, key=lambda c: (c.location_id, c.variant_id, c.bucket, c.id))
 
 
-def _unhold_statement(session: Session, rows: int, *, sale: bool) -> str:
-    lock = " FOR UPDATE OF s" if _postgres(session) else ""
+@lru_cache(maxsize=64)
+def _unhold_statement(postgres: bool, rows: int, sale: bool) -> TextClause:
+    """The give-back statement, built once per dialect, row count and kind (a ``text()``
+    parses its SQL for parameters each time one is made)."""
+    sql = _unhold_sql(postgres, rows, sale)
+    return text(sql).bindparams(bindparam("now", type_=_NOW_TYPE))
+
+
+def _unhold_sql(postgres: bool, rows: int, sale: bool) -> str:
+    lock = " FOR UPDATE OF s" if postgres else ""
     values = _values(rows, ("VARCHAR", "VARCHAR", "INTEGER", "BIGINT"))
     on_hand = " on_hand = stock_levels.on_hand - v.qty," if sale else ""
     return (
@@ -125,9 +134,7 @@ def _unhold(
         key = (c.location_id, c.variant_id, c.bucket)
         wanted[key] = wanted.get(key, 0) + c.quantity
     rows = [(*key, quantity) for key, quantity in wanted.items()]
-    stmt = text(_unhold_statement(session, len(rows), sale=sale)).bindparams(
-        bindparam("now", type_=_NOW_TYPE)
-    )
+    stmt = _unhold_statement(_postgres(session), len(rows), sale)
     found = session.execute(stmt, {**_params(rows), "now": now}).all()
     done = {(str(r[0]), str(r[1]), int(r[2])): _totals(r) for r in found}
     if len(done) != len(rows):  # the CHECK constraints make this unreachable
@@ -198,14 +205,18 @@ _COMMIT_PG = (
     " AND sold.variant_id = claimed.variant_id AND sold.bucket = claimed.bucket"
 )
 
+# Built once: a ``text()`` parses its SQL for parameters each time one is made.
+_COMMIT_PG_STATEMENT = text(_COMMIT_PG).bindparams(
+    bindparam("now", type_=_NOW_TYPE), bindparam("ids", expanding=True)
+)
+
 
 def _commit_postgres(
     session: Session, ids: Sequence[str], now: datetime, actor: str | None
 ) -> tuple[list[_Claimed], dict[tuple[str, str, int], buckets.Totals]]:
-    stmt = text(_COMMIT_PG).bindparams(
-        bindparam("now", type_=_NOW_TYPE), bindparam("ids", expanding=True)
-    )
-    rows = session.execute(stmt, {"now": now, "ids": list(ids), "actor": actor}).all()
+    rows = session.execute(
+        _COMMIT_PG_STATEMENT, {"now": now, "ids": list(ids), "actor": actor}
+    ).all()
     claimed = sorted(
         (_Claimed(*row[:9]) for row in rows),
         key=lambda c: (c.location_id, c.variant_id, c.bucket, c.id),
