@@ -115,8 +115,7 @@ def _hold_statement(postgres: bool, lines: int) -> TextClause:
     """The hold statement for ``lines`` lines, built once per dialect and line count (a
     ``text()`` parses its SQL for parameters, and its cache key is computed, each time one is
     made)."""
-    stmt = text(_hold_sql(postgres, lines)).bindparams(bindparam("now", type_=_NOW_TYPE))
-    return stmt
+    return text(_hold_sql(postgres, lines)).bindparams(bindparam("now", type_=_NOW_TYPE))
 
 
 def _hold_sql(postgres: bool, lines: int) -> str:
