@@ -16,6 +16,7 @@ from seamline.api.app import create_app
 from seamline.api.problems import database_unavailable
 from seamline.runtime import Runtime, build_runtime
 from seamline.settings import Settings
+from tests.postgres_backends import backend_pid, terminate
 
 
 def _app(settings: Settings, url: str) -> Iterator[tuple[Runtime, TestClient]]:
@@ -46,32 +47,15 @@ def _unavailable(response: object) -> None:
     assert body["status"] == 503
 
 
-def _terminate_others(url: str) -> int:
-    """End every other server process on the test database (what a restart or a failover
-    does to a pool's connections), and wait until they are gone."""
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        others = "datname = current_database() AND pid <> pg_backend_pid()"
-        ended = conn.execute(
-            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {others}"
-        ).fetchone()
-        for _ in range(500):
-            row = conn.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {others}").fetchone()
-            if row is not None and row[0] == 0:
-                break
-        return int(ended[0]) if ended else 0
-
-
 @pytest.mark.postgres_only
 def test_a_connection_lost_mid_life_answers_503_then_the_next_request_is_served(
-    served: tuple[Runtime, TestClient],
-    make_key: Callable[..., str],
-    database_url: str,
+    served: tuple[Runtime, TestClient], make_key: Callable[..., str]
 ) -> None:
-    _, client = served
+    rt, client = served
     auth = {"Authorization": f"Bearer {make_key()}"}
     assert client.get("/api/v1/channels", headers=auth).status_code == 200
-    assert _terminate_others(database_url) >= 1
+    assert rt.db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    terminate(rt.db, backend_pid(rt.db))  # the pool's one connection, used a moment ago
     # The pooled connection was used a moment ago, so it is not pinged: the request finds it dead.
     _unavailable(client.get("/api/v1/channels", headers=auth))
     # The pool dropped the dead connections: the next request opens a fresh one.
